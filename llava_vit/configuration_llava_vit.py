@@ -1,0 +1,113 @@
+"""Configuration of the LlavaViT vision encoder.
+
+Standalone: imports only transformers, so a model repo can carry this file as is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import PretrainedConfig
+
+LAYER_NORM_TYPES = ("layer_norm", "rms_norm")
+
+# Architecture of each preset; everything else takes the config's defaults.
+PRESETS: dict[str, dict[str, int]] = {
+    "small": dict(patch_size=16, hidden_size=384, num_attention_heads=6, num_hidden_layers=6, intermediate_size=1536),
+    "base": dict(patch_size=16, hidden_size=768, num_attention_heads=12, num_hidden_layers=12, intermediate_size=3072),
+    "large": dict(patch_size=14, hidden_size=1024, num_attention_heads=16, num_hidden_layers=24, intermediate_size=4096),
+    "huge": dict(patch_size=14, hidden_size=1536, num_attention_heads=16, num_hidden_layers=27, intermediate_size=4608),
+    "giant": dict(patch_size=14, hidden_size=1536, num_attention_heads=16, num_hidden_layers=40, intermediate_size=6144),
+}
+# The seed tool's model-registry names.
+PRESET_ALIASES: dict[str, str] = {f"hf_llava_vit_{name}_ln": name for name in PRESETS}
+
+
+def resolve_preset(name: str) -> str:
+    """Return the canonical preset name for `name` or one of its seed aliases."""
+    key = name.strip().lower()
+    key = PRESET_ALIASES.get(key, key)
+    if key not in PRESETS:
+        valid = ", ".join([*PRESETS, *PRESET_ALIASES])
+        raise ValueError(f"unknown preset {name!r}; valid presets: {valid}")
+    return key
+
+
+class LlavaViTConfig(PretrainedConfig):
+    """Configuration of a LlavaViT encoder: a ViT with 3D RoPE (4:6:6 over T/H/W) and a PMA pooling head.
+
+    The defaults are the `large` preset. Geometry is checked here so that a wrong
+    combination fails when the config is made, not deep inside a forward pass.
+    """
+
+    model_type = "llava_vit"
+
+    def __init__(
+        self,
+        hidden_size: int = 1024,
+        intermediate_size: int = 4096,
+        num_hidden_layers: int = 24,
+        num_attention_heads: int = 16,
+        num_channels: int = 3,
+        image_size: int = 448,
+        patch_size: int = 14,
+        hidden_act: str = "gelu",
+        layer_norm_eps: float = 1e-6,
+        layer_norm_type: str = "layer_norm",
+        rope_theta: float = 10000.0,
+        use_head: bool = True,
+        initializer_range: float = 0.02,
+        **kwargs: Any,
+    ) -> None:
+        self.hidden_size = hidden_size
+        self.intermediate_size = intermediate_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.num_channels = num_channels
+        self.image_size = image_size
+        self.patch_size = patch_size
+        self.hidden_act = hidden_act
+        self.layer_norm_eps = layer_norm_eps
+        self.layer_norm_type = layer_norm_type
+        self.rope_theta = rope_theta
+        self.use_head = use_head
+        self.initializer_range = initializer_range
+        self._validate_geometry()
+        super().__init__(**kwargs)
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    def _validate_geometry(self) -> None:
+        for name in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                     "num_channels", "image_size", "patch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
+                f"({self.num_attention_heads})"
+            )
+        if self.head_dim % 32:
+            raise ValueError(
+                f"head_dim = hidden_size / num_attention_heads = {self.hidden_size} / {self.num_attention_heads} "
+                f"= {self.head_dim} must be divisible by 32 for the 4:6:6 3D RoPE split"
+            )
+        if self.image_size % self.patch_size:
+            raise ValueError(
+                f"image_size ({self.image_size}) must be divisible by patch_size ({self.patch_size})"
+            )
+        if self.layer_norm_type not in LAYER_NORM_TYPES:
+            raise ValueError(
+                f"unknown layer_norm_type {self.layer_norm_type!r}; expected one of {', '.join(LAYER_NORM_TYPES)}"
+            )
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> LlavaViTConfig:
+        """Build the config of a named preset (small/base/large/huge/giant or a seed alias)."""
+        return cls(**{**PRESETS[resolve_preset(name)], **overrides})
+
+
+__all__ = ["LlavaViTConfig", "PRESETS", "PRESET_ALIASES", "resolve_preset"]

@@ -1,0 +1,472 @@
+"""LlavaViT: a vision transformer with 3D RoPE (4:6:6 over T/H/W) for images and videos.
+
+Standalone: imports only torch, transformers and the sibling configuration file, so a
+model repo can carry this file as is and load it with `trust_remote_code=True`.
+flash-attn is optional and reached only through transformers' attention interface.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.activations import ACT2FN
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+from .configuration_llava_vit import LlavaViTConfig
+
+try:
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+except ImportError:  # transformers < 4.48 has no attention interface: eager and torch's SDPA only
+    ALL_ATTENTION_FUNCTIONS = None
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain softmax attention on (B, H, N, D) inputs; returns (B, N, H, D) and the (B, H, N, N) weights."""
+    weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = F.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = F.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value).transpose(1, 2).contiguous()
+    return output, weights
+
+
+def _torch_sdpa_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    output = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling)
+    return output.transpose(1, 2).contiguous(), None
+
+
+def attention_function(implementation: str | None) -> Callable:
+    """The attention kernel registered under `implementation` in transformers (eager when unset)."""
+    if implementation in (None, "eager"):
+        return eager_attention_forward
+    if ALL_ATTENTION_FUNCTIONS is None:
+        return _torch_sdpa_forward
+    if hasattr(ALL_ATTENTION_FUNCTIONS, "get_interface"):
+        return ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+    return ALL_ATTENTION_FUNCTIONS[implementation]
+
+
+def grid_positions(frames: int, height: int, width: int, device: torch.device | None = None) -> torch.Tensor:
+    """(T*H*W, 3) integer [t, h, w] of each token, frame-major, then row, then column."""
+    t, h, w = torch.meshgrid(
+        torch.arange(frames, device=device),
+        torch.arange(height, device=device),
+        torch.arange(width, device=device),
+        indexing="ij",
+    )
+    return torch.stack([t, h, w], dim=-1).reshape(-1, 3)
+
+
+class LlavaViTRotaryEmbedding(nn.Module):
+    """3D rotary angles: head_dim/2 frequencies split 4:6:6 over time, height and width.
+
+    Frequencies are recomputed from the config on every call (in float32), never kept in a
+    buffer: transformers 5 refills non-persistent buffers with garbage after meta-device loading.
+    """
+
+    def __init__(self, config: LlavaViTConfig) -> None:
+        super().__init__()
+        half = config.head_dim // 2
+        unit = half // 16
+        self.axis_sizes = (4 * unit, 6 * unit, 6 * unit)
+        self.theta = float(config.rope_theta)
+
+    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """positions (B, N, 3) -> cos, sin of shape (B, 1, N, head_dim) in float32."""
+        positions = positions.float()
+        angles = []
+        for axis, size in enumerate(self.axis_sizes):
+            inv_freq = 1.0 / self.theta ** (torch.arange(size, device=positions.device, dtype=torch.float32) / size)
+            angles.append(positions[..., axis : axis + 1] * inv_freq)
+        angles = torch.cat(angles, dim=-1)
+        angles = torch.cat([angles, angles], dim=-1).unsqueeze(1)
+        return angles.cos(), angles.sin()
+
+
+def rotate_pairs(x: torch.Tensor) -> torch.Tensor:
+    """(x0, x1, x2, x3, ...) -> (-x1, x0, -x3, x2, ...): the interleaved pairing of the reference."""
+    even, odd = x[..., 0::2], x[..., 1::2]
+    return torch.stack([-odd, even], dim=-1).flatten(-2)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, H, N, D) queries or keys in float32 and return them in their own dtype."""
+    xf = x.float()
+    return (xf * cos + rotate_pairs(xf) * sin).to(x.dtype)
+
+
+class LlavaViTRMSNorm(nn.Module):
+    """RMSNorm without bias, computed in float32."""
+
+    def __init__(self, hidden_size: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, eps={self.eps}"
+
+
+def make_norm(config: LlavaViTConfig) -> nn.Module:
+    if config.layer_norm_type == "rms_norm":
+        return LlavaViTRMSNorm(config.hidden_size, eps=config.layer_norm_eps)
+    return nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+
+class LlavaViTEmbeddings(nn.Module):
+    """Patchify each frame with a bias-free convolution into (B, T*Hp*Wp, hidden) tokens."""
+
+    def __init__(self, config: LlavaViTConfig) -> None:
+        super().__init__()
+        self.patch_size = config.patch_size
+        self.patch_embedding = nn.Conv2d(
+            config.num_channels, config.hidden_size, kernel_size=config.patch_size, stride=config.patch_size, bias=False
+        )
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        batch, channels, frames, height, width = pixel_values.shape
+        frames_2d = pixel_values.transpose(1, 2).reshape(batch * frames, channels, height, width)
+        weight_dtype = self.patch_embedding.weight.dtype
+        patches = self.patch_embedding(frames_2d.to(weight_dtype))
+        return patches.flatten(2).transpose(1, 2).reshape(batch, -1, patches.shape[1])
+
+
+class LlavaViTAttention(nn.Module):
+    """Multi-head self-attention with 3D RoPE on queries and keys; no mask, not causal."""
+
+    def __init__(self, config: LlavaViTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
+        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.v_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor],
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch, length, _ = hidden_states.shape
+        shape = (batch, length, self.num_heads, self.head_dim)
+        query = self.q_proj(hidden_states).view(shape).transpose(1, 2)
+        key = self.k_proj(hidden_states).view(shape).transpose(1, 2)
+        value = self.v_proj(hidden_states).view(shape).transpose(1, 2)
+        cos, sin = rotary
+        query, key = apply_rotary(query, cos, sin), apply_rotary(key, cos, sin)
+
+        # Only eager materialises the attention maps; asking for them selects it for this call.
+        implementation = "eager" if output_attentions else self.config._attn_implementation
+        output, weights = attention_function(implementation)(
+            self, query, key, value, None, scaling=self.scaling, dropout=0.0, is_causal=False
+        )
+        output = output.reshape(batch, length, -1)
+        return self.out_proj(output), weights
+
+
+class LlavaViTMLP(nn.Module):
+    def __init__(self, config: LlavaViTConfig) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = ACT2FN[config.hidden_act]
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class LlavaViTEncoderLayer(nn.Module):
+    """Pre-norm block: x + Attn(norm1(x)), then x + MLP(norm2(x))."""
+
+    def __init__(self, config: LlavaViTConfig) -> None:
+        super().__init__()
+        self.layer_norm1 = make_norm(config)
+        self.self_attn = LlavaViTAttention(config)
+        self.layer_norm2 = make_norm(config)
+        self.mlp = LlavaViTMLP(config)
+
+    def forward(
+        self, hidden_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attn_output, weights = self.self_attn(self.layer_norm1(hidden_states), (cos, sin), output_attentions)
+        hidden_states = hidden_states + attn_output
+        hidden_states = hidden_states + self.mlp(self.layer_norm2(hidden_states))
+        return hidden_states, weights
+
+
+class LlavaViTEncoder(nn.Module):
+    def __init__(self, config: LlavaViTConfig) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList([LlavaViTEncoderLayer(config) for _ in range(config.num_hidden_layers)])
+        self.gradient_checkpointing = False
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor],
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
+        all_hidden: tuple[torch.Tensor, ...] = ()
+        all_attentions: tuple[torch.Tensor, ...] = ()
+        for layer in self.layers:
+            if output_hidden_states:
+                all_hidden += (hidden_states,)
+            if self.gradient_checkpointing and self.training:
+                hidden_states, weights = self._gradient_checkpointing_func(
+                    layer.__call__, hidden_states, *rotary, output_attentions
+                )
+            else:
+                hidden_states, weights = layer(hidden_states, *rotary, output_attentions)
+            if output_attentions:
+                all_attentions += (weights,)
+        if output_hidden_states:
+            all_hidden += (hidden_states,)
+        return (
+            hidden_states,
+            all_hidden if output_hidden_states else None,
+            all_attentions if output_attentions else None,
+        )
+
+
+class LlavaViTPoolingHead(nn.Module):
+    """PMA pooling: a learned probe attends over the tokens, then a residual RMSNorm-MLP."""
+
+    def __init__(self, config: LlavaViTConfig) -> None:
+        super().__init__()
+        self.probe = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        self.attention = nn.MultiheadAttention(config.hidden_size, config.num_attention_heads, batch_first=True)
+        self.norm = LlavaViTRMSNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = LlavaViTMLP(config)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        probe = self.probe.expand(hidden_states.shape[0], -1, -1).to(hidden_states.dtype)
+        pooled = self.attention(probe, hidden_states, hidden_states, need_weights=False)[0]
+        pooled = pooled + self.mlp(self.norm(pooled))
+        return pooled[:, 0]
+
+
+class LlavaViTPreTrainedModel(PreTrainedModel):
+    config_class = LlavaViTConfig
+    base_model_prefix = "llava_vit"
+    main_input_name = "pixel_values"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["LlavaViTEncoderLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flash_attn_2 = True
+    _supports_attention_backend = True
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        # torch.nn.init calls: transformers 5 guards them so that loaded weights are never overwritten.
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            nn.init.trunc_normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.LayerNorm, LlavaViTRMSNorm)):
+            nn.init.ones_(module.weight)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.MultiheadAttention):
+            module._reset_parameters()
+        elif isinstance(module, LlavaViTPoolingHead):
+            nn.init.trunc_normal_(module.probe, std=std)
+
+
+class LlavaViTModel(LlavaViTPreTrainedModel):
+    """The LlavaViT encoder; `pooler_output` comes from the PMA head (None when `use_head` is false)."""
+
+    def __init__(self, config: LlavaViTConfig) -> None:
+        super().__init__(config)
+        self.embeddings = LlavaViTEmbeddings(config)
+        self.rotary = LlavaViTRotaryEmbedding(config)
+        self.layernorm_pre = make_norm(config)
+        self.encoder = LlavaViTEncoder(config)
+        if config.use_head:
+            self.layernorm_post = make_norm(config)
+            self.head = LlavaViTPoolingHead(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embeddings.patch_embedding
+
+    def _check_pixel_values(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if not isinstance(pixel_values, torch.Tensor):
+            raise ValueError(f"pixel_values must be a torch.Tensor, got {type(pixel_values).__name__}")
+        if pixel_values.ndim == 4:
+            pixel_values = pixel_values.unsqueeze(2)
+        elif pixel_values.ndim != 5:
+            raise ValueError(
+                "pixel_values must be 4D (batch, channels, height, width) for images or 5D "
+                f"(batch, channels, frames, height, width) for videos, got shape {tuple(pixel_values.shape)}"
+            )
+        channels, height, width = pixel_values.shape[1], pixel_values.shape[-2], pixel_values.shape[-1]
+        if channels != self.config.num_channels:
+            raise ValueError(
+                f"pixel_values has {channels} channels at dim 1, the model expects {self.config.num_channels} "
+                f"(shape {tuple(pixel_values.shape)})"
+            )
+        patch = self.config.patch_size
+        if height % patch or width % patch or height == 0 or width == 0:
+            raise ValueError(
+                f"height and width ({height}x{width}) must be positive multiples of patch_size ({patch}); "
+                f"resize or pad the input, e.g. to {max(patch, height // patch * patch)}x"
+                f"{max(patch, width // patch * patch)}"
+            )
+        return pixel_values
+
+    @staticmethod
+    def _check_visible_indices(visible_indices: torch.Tensor, batch: int, length: int) -> None:
+        if not isinstance(visible_indices, torch.Tensor) or visible_indices.is_floating_point() or (
+            visible_indices.dtype == torch.bool
+        ):
+            kind = visible_indices.dtype if isinstance(visible_indices, torch.Tensor) else type(visible_indices).__name__
+            raise ValueError(f"visible_indices must be an integer tensor (torch.long), got {kind}")
+        if visible_indices.ndim != 2 or visible_indices.shape[0] != batch or visible_indices.shape[1] == 0:
+            raise ValueError(
+                f"visible_indices must have shape (batch={batch}, K) with K >= 1, got {tuple(visible_indices.shape)}"
+            )
+        low, high = int(visible_indices.min()), int(visible_indices.max())
+        if low < 0 or high >= length:
+            raise ValueError(
+                f"visible_indices must lie in [0, {length - 1}] (the input has {length} patches), "
+                f"got values from {low} to {high}"
+            )
+
+    @staticmethod
+    def _check_patch_positions(positions: torch.Tensor, batch: int, lengths: tuple[int, ...]) -> None:
+        if not isinstance(positions, torch.Tensor) or positions.ndim != 3 or positions.shape[0] != batch or (
+            positions.shape[2] != 3 or positions.shape[1] not in lengths
+        ):
+            shape = tuple(positions.shape) if isinstance(positions, torch.Tensor) else type(positions).__name__
+            expected = " or ".join(f"({batch}, {n}, 3)" for n in dict.fromkeys(lengths))
+            raise ValueError(f"patch_positions must have shape {expected} ([t, h, w] per patch), got {shape}")
+        if positions.numel() and int(positions.min()) < 0:
+            raise ValueError("patch_positions must be non-negative [t, h, w] indices, got a negative value")
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        visible_indices: torch.Tensor | None = None,
+        patch_positions: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling | tuple:
+        r"""
+        pixel_values: (B, C, H, W) images or (B, C, T, H, W) videos.
+        visible_indices: (B, K) indices of the tokens to keep (frame-major order), or None for all.
+        patch_positions: (B, N, 3) `[t, h, w]` of each kept token (N = K), or of every token (N = T*Hp*Wp,
+            gathered with `visible_indices`); None uses the token grid.
+        """
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+
+        pixel_values = self._check_pixel_values(pixel_values)
+        batch, _, frames, height, width = pixel_values.shape
+        patch = self.config.patch_size
+        grid = (frames, height // patch, width // patch)
+        length = grid[0] * grid[1] * grid[2]
+
+        hidden_states = self.embeddings(pixel_values)
+        kept = length
+        if visible_indices is not None:
+            self._check_visible_indices(visible_indices, batch, length)
+            visible_indices = visible_indices.to(hidden_states.device).long()
+            kept = visible_indices.shape[1]
+            gather = visible_indices.unsqueeze(-1)
+            hidden_states = torch.gather(hidden_states, 1, gather.expand(-1, -1, hidden_states.shape[-1]))
+
+        if patch_positions is None:
+            positions = grid_positions(*grid, device=hidden_states.device).unsqueeze(0).expand(batch, -1, -1)
+            if visible_indices is not None:
+                positions = torch.gather(positions, 1, gather.expand(-1, -1, 3))
+        else:
+            self._check_patch_positions(patch_positions, batch, (kept, length))
+            positions = patch_positions.to(hidden_states.device)
+            if positions.shape[1] != kept:
+                positions = torch.gather(positions, 1, gather.expand(-1, -1, 3))
+        cos, sin = self.rotary(positions)
+
+        hidden_states = self.layernorm_pre(hidden_states)
+        encoded, all_hidden, all_attentions = self.encoder(
+            hidden_states, (cos, sin), output_attentions=output_attentions, output_hidden_states=output_hidden_states
+        )
+        pooled = None
+        if self.config.use_head:
+            encoded = self.layernorm_post(encoded)
+            pooled = self.head(encoded)
+
+        if not return_dict:
+            return tuple(v for v in (encoded, pooled, all_hidden, all_attentions) if v is not None)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=encoded,
+            pooler_output=pooled,
+            hidden_states=all_hidden,
+            attentions=all_attentions,
+        )
+
+
+def select_patches_by_residual(
+    residual: torch.Tensor, k_keep: int, patch_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Codec-style patch selection: keep the `k_keep` patches with the largest summed |residual|.
+
+    residual: (B, C, T, H, W) (or (B, C, H, W) for one frame). Returns
+    visible_indices (B, K) ascending, visible_mask (B, L) bool, and ids_restore (B, L): the
+    rank of each patch when the visible ones come first (in index order), then the masked ones.
+    """
+    if residual.ndim == 4:
+        residual = residual.unsqueeze(2)
+    if residual.ndim != 5:
+        raise ValueError(f"residual must be (B, C, T, H, W) or (B, C, H, W), got shape {tuple(residual.shape)}")
+    batch, _, frames, height, width = residual.shape
+    if height % patch_size or width % patch_size:
+        raise ValueError(f"residual height and width ({height}x{width}) must be multiples of patch_size ({patch_size})")
+    hp, wp = height // patch_size, width // patch_size
+    length = frames * hp * wp
+    k_keep = int(k_keep)
+    if not 1 <= k_keep <= length:
+        raise ValueError(f"k_keep must be between 1 and the number of patches ({length}), got {k_keep}")
+    energy = residual.abs().float().sum(1).reshape(batch, frames, hp, patch_size, wp, patch_size).sum((3, 5))
+    energy = energy.reshape(batch, length)
+    visible_indices = energy.topk(k_keep, dim=1).indices.sort(dim=1).values
+    visible_mask = torch.zeros(batch, length, dtype=torch.bool, device=residual.device)
+    visible_mask.scatter_(1, visible_indices, True)
+    # Stable sort on "is masked" puts visible patches first, each group in index order.
+    ids_shuffle = torch.argsort((~visible_mask).to(torch.int8), dim=1, stable=True)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    return visible_indices, visible_mask, ids_restore
+
+
+__all__ = ["LlavaViTPreTrainedModel", "LlavaViTModel", "select_patches_by_residual"]
