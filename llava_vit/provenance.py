@@ -61,7 +61,7 @@ def read_provenance(path: Path) -> Provenance | None:
     match = _HEADER_RE.match(text)
     if match is None or match["name"] != path.name:
         return None
-    body = text[match.end():]
+    body = text[match.end() :]
     return Provenance(
         name=path.name,
         version=match["version"],
