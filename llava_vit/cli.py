@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import __version__, export, presets
+from . import __version__, export, presets, verify
 from .errors import LlavaViTError
 
-COMMAND_MODULES = (presets, export)
+COMMAND_MODULES = (presets, export, verify)
 
 
 def build_parser() -> argparse.ArgumentParser:
