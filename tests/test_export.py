@@ -22,6 +22,7 @@ from llava_vit import LlavaViTConfig
 from llava_vit.cli import main
 from llava_vit.export import AUTO_MAP, CLIP_MEAN, CLIP_STD, export_model
 from llava_vit.provenance import CODE_FILES, render_code_file
+from llava_vit.shards import parse_size
 
 TESTS = Path(__file__).parent
 AUTO_MAP_EXACT = {
@@ -332,3 +333,18 @@ def test_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
     assert process.returncode == 130, err
     assert "interrupted" in err
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("5GB", 5 * 10**9),
+        ("500MB", 500 * 10**6),
+        ("1KB", 1000),
+        ("1234", 1234),
+        ("2GiB", 2 * 2**30),
+        ("1.5 mb", 1_500_000),
+    ],
+)
+def test_shard_sizes(text: str, size: int) -> None:
+    assert parse_size(text) == size
