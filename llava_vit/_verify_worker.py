@@ -73,6 +73,20 @@ class Request:
             return None
         return Path(found) if found else None
 
+    def pin_commit(self, config_path: Path) -> str:
+        """Use the commit that config.json came from for everything else: every check then sees the same files,
+        and servers that answer 401 for a missing file under a branch name (but 404 under a commit) still work."""
+        if self.local:
+            return ""
+        from transformers.utils.hub import extract_commit_hash
+
+        commit = extract_commit_hash(str(config_path), None)
+        if commit is None:
+            return ""
+        asked = self.revision or "the default branch"
+        self.revision = commit
+        return f" at commit {commit[:12]} ({asked})"
+
     def load_kwargs(self) -> dict:
         return {"revision": self.revision} if self.revision else {}
 
@@ -123,6 +137,7 @@ class Verification:
     # -- config and processor ---------------------------------------------------------------------------
     def config_loads(self) -> str:
         raw_path = self.request.file("config.json", required=True)
+        pinned = self.request.pin_commit(raw_path)
         auto_map = json.loads(raw_path.read_text(encoding="utf-8")).get("auto_map")
         if auto_map != AUTO_MAP:
             raise Failure(
@@ -134,8 +149,9 @@ class Verification:
             raise Failure(f"{type(config).__name__} came from {type(config).__module__}, not from the repo's code")
         self.config = config
         return (
-            f"{type(config).__name__} from the repo's code: image_size {config.image_size}, patch {config.patch_size}, "
-            f"hidden {config.hidden_size}, {config.num_hidden_layers} layers, use_head {config.use_head}"
+            f"{type(config).__name__} from the repo's code{pinned}: image_size {config.image_size}, "
+            f"patch {config.patch_size}, hidden {config.hidden_size}, {config.num_hidden_layers} layers, "
+            f"use_head {config.use_head}"
         )
 
     def processor_loads(self) -> str:
