@@ -247,8 +247,6 @@ def export_model(
             processor = json.dumps(preprocessor_config(config.image_size), indent=2) + "\n"
             (staging / "preprocessor_config.json").write_text(processor, encoding="utf-8")
             written = write_weights(staging, shapes, DTYPES[dtype], fetch, max_bytes)
-            if checkpoint is not None:
-                checkpoint.close()
     finally:
         if checkpoint is not None:
             checkpoint.close()
