@@ -35,11 +35,13 @@ INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
 FRAMES = 4
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
-# eager vs sdpa: max abs difference allowed, relative to max(1, max |output|) below float32.
+# eager vs sdpa: max abs difference allowed; absolute in float32, times max(1, max |output|) in half precision.
 AGREEMENT = {torch.float32: 1e-4, torch.bfloat16: 5e-2, torch.float16: 1e-2}
 
 
 class Request:
+    """What to verify (from the parent process) and how to fetch the repo's files."""
+
     def __init__(self, data: dict) -> None:
         self.target: str = data["target"]
         self.local: bool = data["local"]
@@ -125,6 +127,8 @@ def _random_image(width: int, height: int, seed: int) -> Image.Image:
 
 
 class Verification:
+    """The checks, in order, sharing what earlier ones loaded (config, processor output, model, outputs)."""
+
     def __init__(self, request: Request) -> None:
         self.request = request
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
