@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import __version__, export, guard, presets, repo_check, scaffold, sync
+from . import __version__, export, guard, presets, repo_check, scaffold, sync, verify
 from .errors import LlavaViTError
 
-COMMAND_MODULES = (presets, export, sync, repo_check, guard, scaffold)
+COMMAND_MODULES = (presets, export, verify, sync, repo_check, guard, scaffold)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,6 +30,7 @@ from .lfs import lfs_object_problems
 from .provenance import CODE_FILES, read_provenance
 from .safetensors_header import TORCH_DTYPE_NAMES, HeaderError, read_header
 from .sync import load_config_json
+from .verify import verify
 
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
@@ -288,11 +289,18 @@ def fast_problems(repo: Path) -> list[str]:
 
 
 def full_problems(repo: Path) -> list[str]:
-    """The pre-push check: the fast check, then every LFS file has its object (in a git repo)."""
+    """The pre-push check: the fast check, every LFS file has its object (in a git repo), and, when the
+    fast check passed, `llava-vit verify` (a real load and forward in a fresh interpreter)."""
     problems = fast_problems(repo)
-    if (repo / ".git").exists():
-        problems += lfs_object_problems(repo)
-    return problems
+    lfs_problems = lfs_object_problems(repo) if (repo / ".git").exists() else []
+    if problems or lfs_problems:
+        return problems + lfs_problems
+    report = verify(str(repo))
+    return [
+        f"verify: {check.name}: {check.detail}; run `llava-vit verify {repo}` for the full report"
+        for check in report.checks
+        if not check.passed
+    ] or ([] if report.passed else [f"verify: no checks ran; run `llava-vit verify {repo}`"])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -313,6 +321,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("repo", nargs="?", default=".", help="model repo folder (default: current folder)")
     parser.add_argument(
-        "--full", action="store_true", help="also check that every git-lfs file has its object (the pre-push hook)"
+        "--full",
+        action="store_true",
+        help="also check that every git-lfs file has its object and run `llava-vit verify` (the pre-push hook)",
     )
     parser.set_defaults(handler=run)
