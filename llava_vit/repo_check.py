@@ -296,11 +296,11 @@ def full_problems(repo: Path) -> list[str]:
     if problems or lfs_problems:
         return problems + lfs_problems
     report = verify(str(repo))
-    return [
-        f"verify: {check.name}: {check.detail}; run `llava-vit verify {repo}` for the full report"
-        for check in report.checks
-        if not check.passed
-    ] or ([] if report.passed else [f"verify: no checks ran; run `llava-vit verify {repo}`"])
+    if report.passed:
+        return []
+    hint = f"run `llava-vit verify {repo}` for the full report"
+    failed = [check for check in report.checks if not check.passed]
+    return [f"verify: {check.name}: {check.detail}; {hint}" for check in failed] or [f"verify: no checks ran; {hint}"]
 
 
 def run(args: argparse.Namespace) -> int:
