@@ -109,7 +109,7 @@ def test_push_runs_the_full_check(repo: Path, env: dict[str, str], tmp_path: Pat
     git(repo, env, "remote", "add", "hub", remote.as_uri())
     result = git(repo, env, "push", "-q", "hub", "main")
     assert "llava-vit: real load" in result.stdout + result.stderr
-    oid = json.loads(git(repo, env, "lfs", "ls-files", "--json").stdout)["files"][0]["oid"]
+    oid = git(repo, env, "lfs", "ls-files", "--long").stdout.split()[0]
     assert (remote / "lfs" / "objects" / oid[:2] / oid[2:4] / oid).is_file()
 
     # A clone that lost the weights' LFS object must not push.
