@@ -66,3 +66,17 @@ def lfs_object_problems(repo: Path) -> list[str]:
             f"run `git rm --cached {name} && git add {name}` and commit"
         )
     return problems
+
+
+def lfs_push_hook_problems(repo: Path) -> list[str]:
+    """git-lfs uploads objects from its pre-push hook: without it in the chain, a push sends bare pointers."""
+    if not git(repo, "lfs", "ls-files", "--name-only").strip():
+        return []
+    hooks = (repo / git(repo, "rev-parse", "--git-path", "hooks").strip()).resolve()
+    chain = [hooks / "pre-push", hooks / "pre-push.legacy"]
+    if any(path.is_file() and "git lfs pre-push" in path.read_text(errors="replace") for path in chain):
+        return []
+    return [
+        "git-lfs's pre-push hook is not installed, so a push would publish LFS pointers without their objects; "
+        "run `pre-commit uninstall -t pre-push && git lfs install --local && pre-commit install -t pre-push`"
+    ]

@@ -26,7 +26,7 @@ from .checkpoint import expected_shapes
 from .configuration_llava_vit import LlavaViTConfig
 from .errors import LlavaViTError
 from .export import AUTO_MAP, CLIP_MEAN, CLIP_STD
-from .lfs import lfs_object_problems
+from .lfs import lfs_object_problems, lfs_push_hook_problems
 from .provenance import CODE_FILES, read_provenance
 from .safetensors_header import TORCH_DTYPE_NAMES, HeaderError, read_header
 from .sync import load_config_json
@@ -289,10 +289,11 @@ def fast_problems(repo: Path) -> list[str]:
 
 
 def full_problems(repo: Path) -> list[str]:
-    """The pre-push check: the fast check, every LFS file has its object (in a git repo), and, when the
-    fast check passed, `llava-vit verify` (a real load and forward in a fresh interpreter)."""
+    """The pre-push check: the fast check; in a git repo, every LFS file has its object and git-lfs's
+    pre-push hook will upload them; then, when all that passed, `llava-vit verify` (a real load and
+    forward in a fresh interpreter)."""
     problems = fast_problems(repo)
-    lfs_problems = lfs_object_problems(repo) if (repo / ".git").exists() else []
+    lfs_problems = lfs_object_problems(repo) + lfs_push_hook_problems(repo) if (repo / ".git").exists() else []
     if problems or lfs_problems:
         return problems + lfs_problems
     report = verify(str(repo))

@@ -13,6 +13,7 @@ from model_repo import TINY_ANSWERS, copy_repo, git, run, tool_env
 
 import llava_vit
 from llava_vit.guard import file_problems
+from llava_vit.lfs import lfs_push_hook_problems
 from llava_vit.provenance import read_provenance, render_code_file
 from llava_vit.repo_check import fast_problems
 
@@ -120,6 +121,15 @@ def test_push_runs_the_full_check(repo: Path, env: dict[str, str], tmp_path: Pat
     result = git(repo, env, "push", "hub", "main", ok=False)
     message = "llava-vit check: model.safetensors: its git-lfs object is not in this clone"
     assert message in result.stderr + result.stdout
+
+
+def test_full_check_requires_the_git_lfs_push_hook(repo: Path, env: dict[str, str], monkeypatch) -> None:
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", env["GIT_CONFIG_GLOBAL"])
+    assert lfs_push_hook_problems(repo) == []
+    # `pre-commit install -f` (or installing pre-commit before git-lfs) drops git-lfs's hook from the chain.
+    (repo / ".git" / "hooks" / "pre-push.legacy").unlink()
+    (problem,) = lfs_push_hook_problems(repo)
+    assert "publish LFS pointers without their objects" in problem and "git lfs install --local" in problem
 
 
 def test_check_names_each_inconsistency(repo: Path, env: dict[str, str], monkeypatch) -> None:
