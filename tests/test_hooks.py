@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 from model_repo import TINY_ANSWERS, copy_repo, git, run, tool_env
+from safetensors.torch import load_file, save_file
 
 import llava_vit
 from llava_vit.guard import file_problems
 from llava_vit.lfs import lfs_push_hook_problems
 from llava_vit.provenance import read_provenance, render_code_file
-from llava_vit.repo_check import fast_problems
+from llava_vit.repo_check import fast_problems, full_problems
 
 PRE_COMMIT = [sys.executable, "-m", "pre_commit"]
 
@@ -123,8 +124,19 @@ def test_push_runs_the_full_check(repo: Path, env: dict[str, str], tmp_path: Pat
     assert message in result.stderr + result.stdout
 
 
-def test_full_check_requires_the_git_lfs_push_hook(repo: Path, env: dict[str, str], monkeypatch) -> None:
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", env["GIT_CONFIG_GLOBAL"])
+def test_full_check_runs_verify_and_needs_the_git_lfs_push_hook(repo: Path, env: dict[str, str], monkeypatch) -> None:
+    for key in ("GIT_CONFIG_GLOBAL", "XDG_CACHE_HOME", "PATH"):
+        monkeypatch.setenv(key, env[key])
+    # NaN weights: every header, name and shape is right, only a real forward (verify) can tell.
+    weights = repo / "model.safetensors"
+    tensors = load_file(weights)
+    tensors["layernorm_pre.weight"][0] = float("nan")
+    save_file(tensors, weights, metadata={"format": "pt"})
+    assert fast_problems(repo) == []
+    problems = full_problems(repo)
+    assert problems and all(problem.startswith("verify: ") for problem in problems), problems
+    assert any("finite" in problem for problem in problems), problems
+
     assert lfs_push_hook_problems(repo) == []
     # `pre-commit install -f` (or installing pre-commit before git-lfs) drops git-lfs's hook from the chain.
     (repo / ".git" / "hooks" / "pre-push.legacy").unlink()
