@@ -8,11 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from model_repo import PROJECT, TINY_ANSWERS, copier_copy, copy_repo, git, run, tool_env
 from PIL import Image
+from safetensors.torch import load_file
 
+from llava_vit import LlavaViTConfig
 from llava_vit.errors import LlavaViTError, UsageError
+from llava_vit.export import export_model
 from llava_vit.provenance import CODE_FILES, read_provenance
 from llava_vit.repo_check import card_metadata, fast_problems
 from llava_vit.scaffold import render_repo, template_path
@@ -107,11 +111,13 @@ def test_custom_dimensions(tiny_repo: Path, env: dict[str, str]) -> None:
 
 
 def test_example_runs_offline_in_a_clean_env(tiny_repo: Path, clean_python: Path, tmp_path: Path, env) -> None:
+    """On the generated picture, and on a local image of another size and aspect ratio (resized to 32x32)."""
     image = tmp_path / "photo.png"
     Image.new("RGB", (50, 40), (200, 30, 90)).save(image)
     for args in ([], [str(image)]):
         result = run([str(clean_python), "example_usage.py", *args], cwd=tiny_repo, env=env)
         assert "image: last_hidden_state (1, 16, 64), pooler_output (1, 64)" in result.stdout
+        assert "video (4 frames): last_hidden_state (1, 64, 64)" in result.stdout
         assert "masked video (1/4 of the tokens): last_hidden_state (1, 16, 64)" in result.stdout
         assert "video at t = 0, 4, 8, 12: last_hidden_state (1, 64, 64)" in result.stdout
 
@@ -140,6 +146,19 @@ def test_render_repo_small_preset_plain_folder_and_refusals(tmp_path: Path, env:
             render_repo(tmp_path / "bad", answers, git=False)
         assert not (tmp_path / "bad").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain"]
+
+
+def test_weights_path_is_relative_to_where_copier_runs(tmp_path: Path, env: dict[str, str]) -> None:
+    """`--data weights=ckpt/...` names a file next to the user, not inside the new repo; dtype converts it."""
+    dims = {key: value for key, value in TINY_ANSWERS.items() if key != "preset"}
+    export_model(tmp_path / "ckpt", LlavaViTConfig(**dims))
+    answers = {"repo_id": "acme/trained", **TINY_ANSWERS, "weights": "ckpt/model.safetensors", "dtype": "bfloat16"}
+    copier_copy(PROJECT, tmp_path / "trained", {**answers, "initialize_git": "false"}, env)
+    source = load_file(tmp_path / "ckpt" / "model.safetensors")
+    exported = load_file(tmp_path / "trained" / "model.safetensors")
+    assert source.keys() == exported.keys()
+    assert all(torch.equal(exported[name], source[name].to(torch.bfloat16)) for name in source)
+    assert not (tmp_path / "trained" / ".git").exists()
 
 
 def test_template_ships_with_the_package() -> None:
