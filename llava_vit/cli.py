@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import __version__, presets
+from . import __version__, local_hub, presets
 from .errors import LlavaViTError
 
-COMMAND_MODULES = (presets,)
+COMMAND_MODULES = (presets, local_hub)
 
 
 def build_parser() -> argparse.ArgumentParser:
