@@ -15,9 +15,13 @@ LAYER_NORM_TYPES = ("layer_norm", "rms_norm")
 PRESETS: dict[str, dict[str, int]] = {
     "small": dict(patch_size=16, hidden_size=384, num_attention_heads=6, num_hidden_layers=6, intermediate_size=1536),
     "base": dict(patch_size=16, hidden_size=768, num_attention_heads=12, num_hidden_layers=12, intermediate_size=3072),
-    "large": dict(patch_size=14, hidden_size=1024, num_attention_heads=16, num_hidden_layers=24, intermediate_size=4096),
+    "large": dict(
+        patch_size=14, hidden_size=1024, num_attention_heads=16, num_hidden_layers=24, intermediate_size=4096
+    ),
     "huge": dict(patch_size=14, hidden_size=1536, num_attention_heads=16, num_hidden_layers=27, intermediate_size=4608),
-    "giant": dict(patch_size=14, hidden_size=1536, num_attention_heads=16, num_hidden_layers=40, intermediate_size=6144),
+    "giant": dict(
+        patch_size=14, hidden_size=1536, num_attention_heads=16, num_hidden_layers=40, intermediate_size=6144
+    ),
 }
 # The seed tool's model-registry names.
 PRESET_ALIASES: dict[str, str] = {f"hf_llava_vit_{name}_ln": name for name in PRESETS}
@@ -80,8 +84,15 @@ class LlavaViTConfig(PretrainedConfig):
         return self.hidden_size // self.num_attention_heads
 
     def _validate_geometry(self) -> None:
-        for name in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                     "num_channels", "image_size", "patch_size"):
+        for name in (
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_channels",
+            "image_size",
+            "patch_size",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -96,9 +107,7 @@ class LlavaViTConfig(PretrainedConfig):
                 f"= {self.head_dim} must be divisible by 32 for the 4:6:6 3D RoPE split"
             )
         if self.image_size % self.patch_size:
-            raise ValueError(
-                f"image_size ({self.image_size}) must be divisible by patch_size ({self.patch_size})"
-            )
+            raise ValueError(f"image_size ({self.image_size}) must be divisible by patch_size ({self.patch_size})")
         if self.layer_norm_type not in LAYER_NORM_TYPES:
             raise ValueError(
                 f"unknown layer_norm_type {self.layer_norm_type!r}; expected one of {', '.join(LAYER_NORM_TYPES)}"

@@ -18,7 +18,10 @@ def parameter_count(config: LlavaViTConfig) -> int:
 
 
 def preset_table() -> str:
-    header = f"{'preset':<8} {'seed alias':<24} {'patch':>5} {'hidden':>6} {'heads':>5} {'layers':>6} {'mlp':>5} {'params':>9}"
+    header = (
+        f"{'preset':<8} {'seed alias':<24} {'patch':>5} {'hidden':>6} {'heads':>5} {'layers':>6} {'mlp':>5} "
+        f"{'params':>9}"
+    )
     rows = [header, "-" * len(header)]
     for name, dims in PRESETS.items():
         params = parameter_count(LlavaViTConfig.from_preset(name))

@@ -31,7 +31,10 @@ def _build_clean_env(target: Path) -> Path:
     if stamp.exists():
         return python
     venv.EnvBuilder(with_pip=True, clear=True).create(target)
-    pins = [f"{name}=={metadata.version(name).split('+')[0]}" for name in ("torch", "transformers", "huggingface_hub", "safetensors")]
+    pins = [
+        f"{name}=={metadata.version(name).split('+')[0]}"
+        for name in ("torch", "transformers", "huggingface_hub", "safetensors")
+    ]
     subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *pins, "pillow"],
         check=True,
@@ -51,7 +54,8 @@ def clean_python() -> Path:
     if given:
         python = Path(given)
     else:
-        key = f"tf{metadata.version('transformers')}-torch{metadata.version('torch')}-py{sys.version_info[0]}{sys.version_info[1]}"
+        versions = f"tf{metadata.version('transformers')}-torch{metadata.version('torch')}"
+        key = f"{versions}-py{sys.version_info[0]}{sys.version_info[1]}"
         python = _build_clean_env(Path.home() / ".cache" / "llava-vit-tests" / key)
     probe = subprocess.run(
         [str(python), "-c", "import importlib.util as u, sys; sys.exit(u.find_spec('llava_vit') is not None)"],

@@ -1,0 +1,230 @@
+"""The canonical model against the upstream reference fixtures, and its contract around them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from reference import (
+    ARCHITECTURES,
+    CASES,
+    REFERENCE,
+    TOLERANCE,
+    architecture,
+    flatten_output,
+    load_case,
+    max_errors,
+    weights_path,
+)
+from safetensors.torch import load_file
+from transformers import AutoConfig, AutoModel
+
+from llava_vit import LlavaViTConfig, LlavaViTModel, select_patches_by_residual
+
+
+@pytest.fixture(scope="module", params=ARCHITECTURES)
+def saved_reference(request, tmp_path_factory) -> tuple[str, str]:
+    """Each reference architecture with its weights, written with save_pretrained."""
+    arch = request.param
+    model = LlavaViTModel(LlavaViTConfig(**architecture(arch)))
+    model.load_state_dict(load_file(weights_path(arch)), strict=True)
+    folder = tmp_path_factory.mktemp(arch)
+    model.save_pretrained(folder)
+    return arch, str(folder)
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_matches_reference_after_round_trip(saved_reference, implementation):
+    arch, folder = saved_reference
+    model = AutoModel.from_pretrained(folder, attn_implementation=implementation).eval()
+    assert isinstance(model, LlavaViTModel)
+    for case in CASES:
+        inputs, expected = load_case(arch, case)
+        with torch.no_grad():
+            output = model(**inputs, output_hidden_states=True)
+        assert len(output.hidden_states) == model.config.num_hidden_layers + 1
+        errors = max_errors(flatten_output(output), expected)
+        assert max(errors.values()) <= TOLERANCE, f"{arch}/{case}/{implementation}: {errors}"
+        if not model.config.use_head:
+            assert output.pooler_output is None
+
+
+def test_residual_patch_selection_matches_reference():
+    tensors = load_file(REFERENCE / "residual_topk.safetensors")
+    visible, mask, restore = select_patches_by_residual(
+        tensors["input.residual"], int(tensors["input.k_keep"]), int(tensors["input.patch_size"])
+    )
+    assert torch.equal(visible, tensors["output.visible_indices"])
+    assert torch.equal(mask, tensors["output.visible_mask"])
+    assert torch.equal(restore, tensors["output.ids_restore"])
+
+
+def test_selected_patches_feed_the_model():
+    config = LlavaViTConfig(**architecture("tiny_ln_p14"))
+    model = LlavaViTModel(config).eval()
+    video = torch.randn(2, 3, 4, 56, 56)
+    visible, _, _ = select_patches_by_residual(video[:, :1] - video[:, :1].mean(), 10, config.patch_size)
+    with torch.no_grad():
+        output = model(video, visible_indices=visible)
+    assert output.last_hidden_state.shape == (2, 10, config.hidden_size)
+
+
+def _expected_parameters(c: LlavaViTConfig) -> int:
+    """Parameter count written out by hand from the architecture, independent of the module tree."""
+    h, i = c.hidden_size, c.intermediate_size
+    norm = h if c.layer_norm_type == "rms_norm" else 2 * h
+    layer = 4 * (h * h + h) + (h * i + i) + (i * h + h) + 2 * norm
+    total = c.num_channels * c.patch_size**2 * h + norm + c.num_hidden_layers * layer
+    if c.use_head:
+        total += norm + h + (3 * h * h + 3 * h) + (h * h + h) + h + (h * i + i) + (i * h + h)
+    return total
+
+
+@pytest.mark.parametrize("preset", ["small", "base", "large", "huge", "giant"])
+def test_preset_parameter_counts(preset):
+    from llava_vit.presets import parameter_count
+
+    config = LlavaViTConfig.from_preset(preset)
+    assert parameter_count(config) == _expected_parameters(config)
+    assert LlavaViTConfig.from_preset(f"hf_llava_vit_{preset}_ln").to_dict() == config.to_dict()
+
+
+def test_preset_overrides_and_defaults():
+    config = LlavaViTConfig.from_preset("small", image_size=224)
+    assert (config.image_size, config.hidden_size, config.patch_size) == (224, 384, 16)
+    assert LlavaViTConfig().to_dict() == LlavaViTConfig.from_preset("large").to_dict()
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            {"hidden_size": 100, "num_attention_heads": 3},
+            r"hidden_size \(100\) must be divisible by num_attention_heads \(3\)",
+        ),
+        ({"hidden_size": 96, "num_attention_heads": 2}, r"head_dim .* = 48 must be divisible by 32"),
+        ({"image_size": 100, "patch_size": 14}, r"image_size \(100\) must be divisible by patch_size \(14\)"),
+        (
+            {"layer_norm_type": "batch_norm"},
+            r"unknown layer_norm_type 'batch_norm'; expected one of layer_norm, rms_norm",
+        ),
+        ({"num_hidden_layers": 0}, r"num_hidden_layers must be a positive integer, got 0"),
+    ],
+)
+def test_invalid_geometry_fails_at_config_time(fields, message):
+    with pytest.raises(ValueError, match=message):
+        LlavaViTConfig(**fields)
+
+
+def test_unknown_preset_lists_valid_names():
+    with pytest.raises(ValueError, match=r"unknown preset 'medium'; valid presets: small, base, large, huge, giant"):
+        LlavaViTConfig.from_preset("medium")
+
+
+def test_registered_with_auto_classes(tmp_path):
+    config = LlavaViTConfig(**architecture("tiny_nohead_p8"))
+    LlavaViTModel(config).save_pretrained(tmp_path)
+    assert type(AutoConfig.from_pretrained(tmp_path)) is LlavaViTConfig
+    assert type(AutoModel.from_pretrained(tmp_path)) is LlavaViTModel
+
+
+@pytest.fixture(scope="module")
+def tiny_model() -> LlavaViTModel:
+    model = LlavaViTModel(LlavaViTConfig(**architecture("tiny_ln_p14")))
+    model.load_state_dict(load_file(weights_path("tiny_ln_p14")))
+    return model.eval()
+
+
+def test_output_attentions_are_real_maps_with_sdpa(tiny_model):
+    pixels = torch.randn(1, 3, 56, 56)
+    tiny_model.config._attn_implementation = "sdpa"
+    try:
+        with torch.no_grad():
+            output = tiny_model(pixels, output_attentions=True)
+            plain = tiny_model(pixels)
+    finally:
+        tiny_model.config._attn_implementation = "eager"
+    assert len(output.attentions) == tiny_model.config.num_hidden_layers
+    for weights in output.attentions:
+        assert weights.shape == (1, tiny_model.config.num_attention_heads, 16, 16)
+        torch.testing.assert_close(weights.sum(-1), torch.ones(1, 2, 16))
+    torch.testing.assert_close(output.last_hidden_state, plain.last_hidden_state, atol=1e-5, rtol=0)
+
+
+def test_tuple_output(tiny_model):
+    with torch.no_grad():
+        last, pooled, hidden = tiny_model(torch.randn(1, 3, 56, 56), output_hidden_states=True, return_dict=False)
+    assert last.shape == (1, 16, 128) and pooled.shape == (1, 128) and len(hidden) == 3
+
+
+def test_bf16_forward_close_to_fp32(tiny_model):
+    """bf16 keeps ~3 significant digits: we require cosine > 0.999 and max error <= 5% of the output range."""
+    inputs, _ = load_case("tiny_ln_p14", "video_visible_indices")
+    with torch.no_grad():
+        reference = tiny_model(**inputs)
+        low = LlavaViTModel(tiny_model.config).to(torch.bfloat16).eval()
+        low.load_state_dict(tiny_model.state_dict())
+        output = low(**inputs)
+    for name in ("last_hidden_state", "pooler_output"):
+        want, got = getattr(reference, name), getattr(output, name).float()
+        assert got.dtype == torch.float32 and torch.isfinite(got).all()
+        cosine = torch.nn.functional.cosine_similarity(got.flatten(1), want.flatten(1)).min()
+        assert cosine > 0.999, (name, cosine)
+        assert (got - want).abs().max() <= 0.05 * want.abs().max(), name
+
+
+def test_gradient_checkpointing_gives_same_gradients():
+    config = LlavaViTConfig(**architecture("tiny_rms_p16"))
+    torch.manual_seed(0)
+    model = LlavaViTModel(config).train()
+    pixels = torch.randn(2, 3, 2, 64, 64)
+
+    def gradients() -> dict[str, torch.Tensor]:
+        model.zero_grad()
+        output = model(pixels)
+        (output.last_hidden_state.square().mean() + output.pooler_output.sum()).backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters()}
+
+    plain = gradients()
+    model.gradient_checkpointing_enable()
+    assert model.encoder.gradient_checkpointing
+    checkpointed = gradients()
+    for name, grad in plain.items():
+        torch.testing.assert_close(checkpointed[name], grad, atol=1e-6, rtol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"pixel_values": torch.randn(3, 56, 56)}, r"must be 4D .* or 5D .* got shape \(3, 56, 56\)"),
+        ({"pixel_values": torch.randn(1, 1, 56, 56)}, r"has 1 channels at dim 1, the model expects 3"),
+        (
+            {"pixel_values": torch.randn(1, 3, 50, 56)},
+            r"height and width \(50x56\) must be positive multiples of patch_size \(14\)",
+        ),
+        ({"visible_indices": torch.tensor([[0.0, 1.0]])}, r"visible_indices must be an integer tensor"),
+        (
+            {"visible_indices": torch.tensor([[0, 16]])},
+            r"visible_indices must lie in \[0, 15\] .* got values from 0 to 16",
+        ),
+        ({"visible_indices": torch.tensor([[-1, 2]])}, r"visible_indices must lie in \[0, 15\]"),
+        ({"visible_indices": torch.tensor([[0, 1], [2, 3]])}, r"visible_indices must have shape \(batch=1, K\)"),
+        ({"visible_indices": torch.zeros(1, 0, dtype=torch.long)}, r"with K >= 1, got \(1, 0\)"),
+        ({"patch_positions": torch.zeros(1, 16, 2, dtype=torch.long)}, r"patch_positions must have shape \(1, 16, 3\)"),
+        ({"patch_positions": torch.zeros(1, 7, 3, dtype=torch.long)}, r"got \(1, 7, 3\)"),
+        ({"patch_positions": -torch.ones(1, 16, 3, dtype=torch.long)}, r"patch_positions must be non-negative"),
+    ],
+)
+def test_bad_input_raises_clear_error(tiny_model, kwargs, message):
+    kwargs = {"pixel_values": torch.randn(1, 3, 56, 56), **kwargs}
+    with pytest.raises(ValueError, match=message):
+        tiny_model(**kwargs)
+
+
+def test_patch_positions_of_full_grid_are_gathered_by_visible_indices(tiny_model):
+    inputs, expected = load_case("tiny_ln_p14", "video_patch_positions")
+    keep = torch.tensor([[0, 5, 17, 40, 63], [1, 2, 3, 30, 62]])
+    kept_positions = torch.gather(inputs["patch_positions"], 1, keep.unsqueeze(-1).expand(-1, -1, 3))
+    with torch.no_grad():
+        full = tiny_model(inputs["pixel_values"], visible_indices=keep, patch_positions=inputs["patch_positions"])
+        kept = tiny_model(inputs["pixel_values"], visible_indices=keep, patch_positions=kept_positions)
+    torch.testing.assert_close(full.last_hidden_state, kept.last_hidden_state)
