@@ -72,7 +72,7 @@ def load_outputs(python: Path, source: str, *, revision: str | None = None, env:
     run_env.pop("HF_HUB_OFFLINE", None)
     run_env.pop("TRANSFORMERS_OFFLINE", None)
     result = subprocess.run(
-        [str(python), "-c", LOADER, source, revision or "", str(case)],
+        [str(python), "-I", "-c", LOADER, source, revision or "", str(case)],
         capture_output=True,
         text=True,
         env=run_env,
