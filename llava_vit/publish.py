@@ -24,6 +24,7 @@ from .local_hub import LocalHub, default_hub_dir, validate_repo_id
 
 HUB_BRANCH = "main"
 ANSWERS_FILE = ".copier-answers.yml"
+FULL_CHECK_HOOK = "llava-vit-check-full"
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,12 @@ def _git(root: Path, *args: str, env: dict[str, str] | None = None) -> subproces
 def _git_env(extra: dict[str, str]) -> dict[str, str]:
     """The environment for git talking to a remote: never prompt, plus any per-call config."""
     return {**os.environ, "GIT_TERMINAL_PROMPT": "0", **extra}
+
+
+def _push_env(extra: dict[str, str]) -> dict[str, str]:
+    """`_git_env` for the push itself: pre-commit skips the pre-push full check that publish has just run."""
+    skip = [name for name in os.environ.get("SKIP", "").split(",") if name.strip()]
+    return {**_git_env(extra), "SKIP": ",".join([*skip, FULL_CHECK_HOOK])}
 
 
 def repo_root(path: Path) -> Path:
@@ -175,8 +182,9 @@ def _lease(root: Path, target: Target, remote_head: str | None) -> str | None:
 
 
 def full_check(root: Path) -> None:
-    """The check the pre-push hook runs (real load, forward on image, video and masked input), run here too."""
-    result = subprocess.run([sys.executable, "-m", "llava_vit", "verify", str(root)])
+    """The pre-push hook's check (real load and forward in a fresh interpreter, every LFS object present), run
+    here too so that a repo without the hooks installed is held to it as well."""
+    result = subprocess.run([sys.executable, "-m", "llava_vit", "check", "--full", str(root)])
     if result.returncode != 0:
         raise CheckFailed(f"the full check failed for {root} (see above); nothing was pushed: fix, commit, publish")
 
@@ -201,7 +209,7 @@ def push(root: Path, target: Target, lease: str | None) -> None:
     if lease:
         command.insert(3, f"--force-with-lease={lease}")
     process = subprocess.Popen(
-        command, cwd=root, env=_git_env(target.env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command, cwd=root, env=_push_env(target.env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     lines = []
     assert process.stdout is not None

@@ -1,0 +1,161 @@
+"""`llava-vit publish`, run as a user runs it: real git, git-lfs, the full check, a local hub, real failures."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from model_repos import commit_all, git, make_model_repo
+
+from llava_vit.local_hub import LocalHub, free_port
+
+REPO_ID = "tiny-org/published-vit"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory) -> Iterator[LocalHub]:
+    """One olah server for the module, stopped even when a test fails."""
+    with LocalHub(tmp_path_factory.mktemp("hub")) as running:
+        yield running
+
+
+def publish(repo: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    run_env = {**os.environ, **(env or {})}
+    run_env.pop("HF_HUB_OFFLINE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "llava_vit", "publish", str(repo), *args],
+        capture_output=True,
+        text=True,
+        env=run_env,
+        timeout=600,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    assert result.returncode == 1, result.stdout + result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("llava-vit publish: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in error
+    return error
+
+
+def bare_remote(path: Path) -> str:
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(path)], check=True)
+    return path.as_uri()
+
+
+def remote_head(url: str) -> str | None:
+    out = subprocess.run(["git", "ls-remote", url, "refs/heads/main"], check=True, capture_output=True, text=True)
+    return out.stdout.split()[0] if out.stdout.strip() else None
+
+
+def test_publish_to_local_hub_then_nothing_new(hub: LocalHub, tmp_path: Path) -> None:
+    repo = tmp_path / "published-vit"
+    commit = make_model_repo(repo)
+    first = publish(repo, "--local-hub", "--hub-dir", str(hub.root), "--repo-id", REPO_ID)
+    assert first.returncode == 0, first.stderr
+    assert f"published {REPO_ID} at {commit}" in first.stdout
+    assert f"HF_ENDPOINT={hub.endpoint}" in first.stdout
+    assert f'AutoModel.from_pretrained("{REPO_ID}", revision="{commit}", trust_remote_code=True)' in first.stdout
+    assert git(hub.repo_path(REPO_ID), "rev-parse", "HEAD") == commit
+
+    # The weights are served from the pushed LFS objects, byte for byte, at the pinned commit.
+    url = f"{hub.endpoint}/{REPO_ID}/resolve/{commit}/model.safetensors"
+    with urllib.request.urlopen(url, timeout=60) as response:
+        assert response.read() == (repo / "model.safetensors").read_bytes()
+
+    second = publish(repo, "--local-hub", "--hub-dir", str(hub.root), "--repo-id", REPO_ID)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == f"nothing new to publish: {hub.remote_url(REPO_ID)} already at {commit}"
+
+
+def test_failed_check_publishes_nothing(tmp_path: Path) -> None:
+    remote = bare_remote(tmp_path / "remote.git")
+    repo = tmp_path / "my-vit"
+    good = make_model_repo(repo)
+    published = publish(repo, "--remote", remote)
+    assert published.returncode == 0, published.stderr
+    assert remote_head(remote) == good
+
+    weights = repo / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    commit_all(repo, "Truncated weights")
+    refused = publish(repo, "--remote", remote)
+    assert_one_line_error(refused, "full check failed", "nothing was pushed")
+    assert remote_head(remote) == good
+
+
+def test_rejected_push_reports_gits_reason(tmp_path: Path) -> None:
+    remote_dir = tmp_path / "remote.git"
+    remote = bare_remote(remote_dir)
+    hook = remote_dir / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'pushes are frozen for the release' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    repo = tmp_path / "my-vit"
+    make_model_repo(repo)
+    refused = publish(repo, "--remote", remote)
+    assert_one_line_error(refused, "was rejected", "pushes are frozen for the release")
+    assert remote_head(remote) is None
+
+
+def test_remote_with_other_history_is_not_overwritten(tmp_path: Path) -> None:
+    remote = bare_remote(tmp_path / "remote.git")
+    other = tmp_path / "other"
+    make_model_repo(other)
+    (other / "README.md").write_text("someone else's card\n")
+    other_commit = commit_all(other, "Someone else's commit")
+    git(other, "push", "-q", remote, "main")
+    repo = tmp_path / "my-vit"
+    make_model_repo(repo)
+    refused = publish(repo, "--remote", remote)
+    assert_one_line_error(refused, "not in your history", "git pull")
+    assert remote_head(remote) == other_commit
+
+
+def test_refuses_uncommitted_changes_and_non_repos(tmp_path: Path) -> None:
+    remote = bare_remote(tmp_path / "remote.git")
+    repo = tmp_path / "my-vit"
+    make_model_repo(repo)
+    (repo / "README.md").write_text("an edit not committed yet\n")
+    assert_one_line_error(publish(repo, "--remote", remote), "uncommitted changes", "README.md", "commit them first")
+    assert remote_head(remote) is None
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    assert_one_line_error(publish(plain, "--remote", remote), "is not a git repository")
+
+
+def _hub_origin_repo(tmp_path: Path, origin: str) -> Path:
+    repo = tmp_path / "my-vit"
+    make_model_repo(repo)
+    git(repo, "remote", "add", "origin", origin)
+    return repo
+
+
+def test_unreachable_hub_fails_in_one_line_without_leaking_credentials(tmp_path: Path) -> None:
+    port = free_port()
+    repo = _hub_origin_repo(tmp_path, f"https://someone:s3cret-in-url@127.0.0.1:{port}/org/my-vit")
+    env = {"HF_ENDPOINT": f"https://127.0.0.1:{port}", "HF_TOKEN": "hf_dummy_token", "HF_HOME": str(tmp_path / "hf")}
+    result = publish(repo, env=env)
+    assert_one_line_error(result, f"cannot reach https://127.0.0.1:{port}")
+    assert "s3cret-in-url" not in result.stdout + result.stderr
+    assert "hf_dummy_token" not in result.stdout + result.stderr
+    assert git(repo, "for-each-ref", "refs/remotes") == ""
+
+
+def test_hub_remote_without_token_says_how_to_log_in(tmp_path: Path) -> None:
+    port = free_port()
+    repo = _hub_origin_repo(tmp_path, f"https://127.0.0.1:{port}/org/my-vit")
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH")}
+    env.update(HF_ENDPOINT=f"https://127.0.0.1:{port}", HF_HOME=str(tmp_path / "hf"))
+    result = subprocess.run(
+        [sys.executable, "-m", "llava_vit", "publish", str(repo)], capture_output=True, text=True, env=env
+    )
+    assert_one_line_error(result, "no Hugging Face token", "HF_TOKEN", "hf auth login")
