@@ -47,8 +47,13 @@ def _git(root: Path, *args: str, env: dict[str, str] | None = None) -> subproces
 
 
 def _git_env(extra: dict[str, str]) -> dict[str, str]:
-    """The environment for git talking to a remote: never prompt, plus any per-call config."""
-    return {**os.environ, "GIT_TERMINAL_PROMPT": "0", **extra}
+    """The environment for git talking to a remote: never prompt, plus any per-call config.
+
+    The repo's hooks call `llava-vit`: the one next to this interpreter comes first on PATH, even when its
+    virtual environment is not activated.
+    """
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return {**os.environ, "PATH": path, "GIT_TERMINAL_PROMPT": "0", **extra}
 
 
 def _push_env(extra: dict[str, str]) -> dict[str, str]:

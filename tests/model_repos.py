@@ -1,52 +1,60 @@
-"""Small model repos for publishing tests: real git + git-lfs, the reference fixture weights, and a loader
-script run by a clean interpreter (no llava_vit) the way a model's user would load it."""
+"""Small model repos for publishing tests (the real export and template, real git + git-lfs, the reference
+fixture weights) and a loader run by a clean interpreter (no llava_vit), the way a model's user loads it."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import torch
 from reference import REFERENCE, architecture, weights_path
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
-from llava_vit import LlavaViTConfig, LlavaViTModel
-from llava_vit.provenance import write_code_files
+from llava_vit import LlavaViTConfig
+from llava_vit.export import export_model
 
 ARCH = "tiny_ln_p14"
-AUTO_MAP = {"AutoConfig": "configuration_llava_vit.LlavaViTConfig", "AutoModel": "modeling_llava_vit.LlavaViTModel"}
 
 
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def write_model_files(folder: Path, scale: float = 1.0) -> None:
-    """A loadable model folder from the reference weights (scaled, so that two versions give different outputs)."""
-    model = LlavaViTModel(LlavaViTConfig(**architecture(ARCH)))
-    model.load_state_dict({name: value * scale for name, value in load_file(weights_path(ARCH)).items()})
-    model.save_pretrained(folder)
-    write_code_files(folder)
-    config = json.loads((folder / "config.json").read_text())
-    config["auto_map"] = AUTO_MAP
-    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+def scaled_weights(folder: Path, scale: float) -> Path:
+    """The reference weights times `scale` (two versions of a model that give different outputs)."""
+    path = folder / f"weights-x{scale}.safetensors"
+    save_file({name: value * scale for name, value in load_file(weights_path(ARCH)).items()}, path)
+    return path
 
 
-def make_model_repo(folder: Path) -> str:
-    """A committed model repo with its weights under git-lfs; returns the commit."""
-    folder.mkdir(parents=True)
+def export_repo(folder: Path, repo_id: str) -> str:
+    """`llava-vit export` of the reference model, as a git repo with its weights under git-lfs; returns the commit."""
+    export_model(folder, LlavaViTConfig(**architecture(ARCH)), weights_path(ARCH), repo_id=repo_id)
     git(folder, "init", "-q", "-b", "main")
     git(folder, "lfs", "install", "--local")
     git(folder, "lfs", "track", "*.safetensors")
-    write_model_files(folder)
-    return commit_all(folder, "Add tiny LlavaViT model")
+    return commit_all(folder, "Export the tiny reference model")
 
 
-def commit_all(folder: Path, message: str) -> str:
+def new_repo(folder: Path, repo_id: str) -> str:
+    """`llava-vit new`: the copier template with the reference weights, hooks installed, first commit made."""
+    arch = architecture(ARCH)
+    dims = ("hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size", "patch_size")
+    answers = [arg for name in dims for arg in ("--answer", f"{name}={arch[name]}")]
+    command = [sys.executable, "-m", "llava_vit", "new", str(folder), "--repo-id", repo_id, "--preset", "custom"]
+    command += ["--image-size", str(arch["image_size"]), "--weights", str(weights_path(ARCH)), *answers]
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return git(folder, "rev-parse", "HEAD")
+
+
+def commit_all(folder: Path, message: str, *, hooks: bool = True) -> str:
     git(folder, "add", "-A")
-    git(folder, "commit", "-q", "-m", message)
+    git(folder, "commit", "-q", "-m", message, *([] if hooks else ["--no-verify"]))
     return git(folder, "rev-parse", "HEAD")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,9 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from model_repos import commit_all, git, load_outputs, make_model_repo, write_model_files
+from model_repos import ARCH, commit_all, export_repo, git, load_outputs, scaled_weights
+from reference import architecture
 
+from llava_vit import LlavaViTConfig
 from llava_vit.errors import LlavaViTError, UsageError
+from llava_vit.export import export_model
 from llava_vit.local_hub import STATE_FILE, LocalHub
 
 REPO_ID = "tiny-org/tiny-vit"
@@ -40,15 +44,19 @@ def hub(tmp_path_factory) -> Iterator[LocalHub]:
 
 @pytest.fixture(scope="module")
 def pushed(hub: LocalHub, tmp_path_factory) -> dict[str, str]:
-    """A model repo pushed to the hub twice: `first` (pinned later by revision) and `second` (main)."""
-    source = tmp_path_factory.mktemp("src") / "tiny-vit"
-    first = make_model_repo(source)
+    """An exported model pushed to the hub twice: `first` (pinned later by revision) and `second` (main)."""
+    work = tmp_path_factory.mktemp("src")
+    source = work / "tiny-vit"
+    first = export_repo(source, REPO_ID)
     hub.create_repo(REPO_ID)
     git(source, "remote", "add", "hub", hub.remote_url(REPO_ID))
     git(source, "push", "-q", "hub", "main")
-    pinned = tmp_path_factory.mktemp("pinned") / "tiny-vit"
-    git(source.parent, "clone", "-q", str(source), str(pinned))
-    write_model_files(source, scale=0.5)
+    pinned = work / "pinned"
+    git(work, "clone", "-q", str(source), str(pinned))
+    halved = export_model(
+        work / "halved", LlavaViTConfig(**architecture(ARCH)), scaled_weights(work, 0.5), repo_id=REPO_ID
+    )
+    shutil.copyfile(halved / "model.safetensors", source / "model.safetensors")
     second = commit_all(source, "Halve the weights")
     git(source, "push", "-q", "hub", "main")
     return {"source": str(source), "pinned": str(pinned), "first": first, "second": second}
