@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import __version__, audit, export, guard, local_hub, presets, publish, repo_check, scaffold, sync
+from . import __version__, audit, export, guard, local_hub, presets, publish, repo_check, scaffold, sync, upload
 from .errors import LlavaViTError
 
-COMMAND_MODULES = (presets, export, sync, repo_check, guard, scaffold, audit, local_hub, publish)
+COMMAND_MODULES = (presets, export, sync, repo_check, guard, scaffold, audit, local_hub, publish, upload)
 
 
 def build_parser() -> argparse.ArgumentParser:

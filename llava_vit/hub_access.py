@@ -18,7 +18,14 @@ from huggingface_hub.errors import HfHubHTTPError
 
 from .errors import LlavaViTError, UsageError
 
+_REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _CREDENTIALS_RE = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+
+
+def validate_repo_id(repo_id: str) -> str:
+    if not _REPO_ID_RE.match(repo_id) or ".." in repo_id:
+        raise UsageError(f"{repo_id!r} is not a repo id; expected ORG/NAME (letters, digits, '-', '_', '.')")
+    return repo_id
 
 
 def redact(text: str) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -25,10 +24,10 @@ from pathlib import Path
 from types import TracebackType
 
 from .errors import LlavaViTError, UsageError
+from .hub_access import validate_repo_id
 
 OLAH_REQUIREMENT = "olah>=0.5.4,<0.6"
 STATE_FILE = "local-hub.json"
-_REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def cache_dir() -> Path:
@@ -118,12 +117,6 @@ def _is_olah_process(pid: int) -> bool:
     except OSError:
         return False
     return b"olah" in text and status.split(") ", 1)[-1][:1] != "Z"
-
-
-def validate_repo_id(repo_id: str) -> str:
-    if not _REPO_ID_RE.match(repo_id) or ".." in repo_id:
-        raise UsageError(f"{repo_id!r} is not a repo id; expected ORG/NAME (letters, digits, '-', '_', '.')")
-    return repo_id
 
 
 def _git(*args: str, cwd: Path) -> str:

@@ -19,8 +19,8 @@ from pathlib import Path
 import yaml
 
 from .errors import CheckFailed, LlavaViTError, UsageError
-from .hub_access import endpoint, ensure_hub_repo, hub_repo_id, redact, require_token
-from .local_hub import LocalHub, default_hub_dir, validate_repo_id
+from .hub_access import endpoint, ensure_hub_repo, hub_repo_id, redact, require_token, validate_repo_id
+from .local_hub import LocalHub, default_hub_dir
 
 HUB_BRANCH = "main"
 ANSWERS_FILE = ".copier-answers.yml"
@@ -225,7 +225,7 @@ def push(root: Path, target: Target, lease: str | None) -> None:
         raise LlavaViTError(f"push to {target.display} was rejected: {_rejection_reason(lines)}")
 
 
-def _loading_snippet(repo_id: str, commit: str) -> str:
+def loading_snippet(repo_id: str, commit: str) -> str:
     return (
         "  from transformers import AutoModel\n"
         f'  model = AutoModel.from_pretrained("{repo_id}", revision="{commit}", trust_remote_code=True)'
@@ -248,7 +248,7 @@ def _report(target: Target, commit: str, hub_dir: Path | None) -> None:
             where = hub_dir or default_hub_dir()
             print(f"serve it with `llava-vit local-hub start --dir {where}`, then use the HF_ENDPOINT=... it prints")
     print("load it with:")
-    print(_loading_snippet(target.repo_id, commit))
+    print(loading_snippet(target.repo_id, commit))
 
 
 def publish(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from model_repos import commit_all, git, make_model_repo
+from model_repos import commit_all, git, new_repo
 
 from llava_vit.local_hub import LocalHub, free_port
 
@@ -22,6 +23,22 @@ def hub(tmp_path_factory) -> Iterator[LocalHub]:
     """One olah server for the module, stopped even when a test fails."""
     with LocalHub(tmp_path_factory.mktemp("hub")) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def template_repo(tmp_path_factory) -> Path:
+    """One `llava-vit new` repo (template, export, hooks, first commit) for the module; tests take copies."""
+    repo = tmp_path_factory.mktemp("template") / "published-vit"
+    new_repo(repo, REPO_ID)
+    return repo
+
+
+@pytest.fixture
+def repo(template_repo: Path, tmp_path: Path) -> Path:
+    """A private copy of the template repo, hooks and LFS config included."""
+    copy = tmp_path / template_repo.name
+    shutil.copytree(template_repo, copy, symlinks=True)
+    return copy
 
 
 def publish(repo: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -56,73 +73,68 @@ def remote_head(url: str) -> str | None:
     return out.stdout.split()[0] if out.stdout.strip() else None
 
 
-def test_publish_to_local_hub_then_nothing_new(hub: LocalHub, tmp_path: Path) -> None:
-    repo = tmp_path / "published-vit"
-    commit = make_model_repo(repo)
-    first = publish(repo, "--local-hub", "--hub-dir", str(hub.root), "--repo-id", REPO_ID)
+def test_publish_to_local_hub_then_nothing_new(hub: LocalHub, repo: Path) -> None:
+    commit = git(repo, "rev-parse", "HEAD")
+    first = publish(repo, "--local-hub", "--hub-dir", str(hub.root))
     assert first.returncode == 0, first.stderr
     assert f"published {REPO_ID} at {commit}" in first.stdout
     assert f"HF_ENDPOINT={hub.endpoint}" in first.stdout
     assert f'AutoModel.from_pretrained("{REPO_ID}", revision="{commit}", trust_remote_code=True)' in first.stdout
     assert git(hub.repo_path(REPO_ID), "rev-parse", "HEAD") == commit
 
-    # The weights are served from the pushed LFS objects, byte for byte, at the pinned commit.
-    url = f"{hub.endpoint}/{REPO_ID}/resolve/{commit}/model.safetensors"
-    with urllib.request.urlopen(url, timeout=60) as response:
-        assert response.read() == (repo / "model.safetensors").read_bytes()
+    # Every file is served at the pinned commit, the weights from the pushed LFS objects, byte for byte.
+    for name in git(repo, "ls-files").splitlines():
+        with urllib.request.urlopen(f"{hub.endpoint}/{REPO_ID}/resolve/{commit}/{name}", timeout=60) as response:
+            assert response.read() == (repo / name).read_bytes(), name
 
-    second = publish(repo, "--local-hub", "--hub-dir", str(hub.root), "--repo-id", REPO_ID)
+    second = publish(repo, "--local-hub", "--hub-dir", str(hub.root))
     assert second.returncode == 0, second.stderr
     assert second.stdout.strip() == f"nothing new to publish: {hub.remote_url(REPO_ID)} already at {commit}"
 
 
-def test_failed_check_publishes_nothing(tmp_path: Path) -> None:
+def test_failed_check_publishes_nothing(repo: Path, tmp_path: Path) -> None:
     remote = bare_remote(tmp_path / "remote.git")
-    repo = tmp_path / "my-vit"
-    good = make_model_repo(repo)
+    good = git(repo, "rev-parse", "HEAD")
     published = publish(repo, "--remote", remote)
     assert published.returncode == 0, published.stderr
     assert remote_head(remote) == good
 
+    # Truncated weights, committed past the pre-commit hooks: publish's own full check must stop them.
     weights = repo / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
-    commit_all(repo, "Truncated weights")
+    commit_all(repo, "Truncated weights", hooks=False)
     refused = publish(repo, "--remote", remote)
     assert_one_line_error(refused, "full check failed", "nothing was pushed")
     assert remote_head(remote) == good
 
 
-def test_rejected_push_reports_gits_reason(tmp_path: Path) -> None:
+def test_rejected_push_reports_gits_reason(repo: Path, tmp_path: Path) -> None:
     remote_dir = tmp_path / "remote.git"
     remote = bare_remote(remote_dir)
     hook = remote_dir / "hooks" / "pre-receive"
     hook.write_text("#!/bin/sh\necho 'pushes are frozen for the release' >&2\nexit 1\n")
     hook.chmod(0o755)
-    repo = tmp_path / "my-vit"
-    make_model_repo(repo)
     refused = publish(repo, "--remote", remote)
     assert_one_line_error(refused, "was rejected", "pushes are frozen for the release")
     assert remote_head(remote) is None
 
 
-def test_remote_with_other_history_is_not_overwritten(tmp_path: Path) -> None:
+def test_remote_with_other_history_is_not_overwritten(repo: Path, tmp_path: Path) -> None:
     remote = bare_remote(tmp_path / "remote.git")
     other = tmp_path / "other"
-    make_model_repo(other)
+    shutil.copytree(repo, other, symlinks=True)
     (other / "README.md").write_text("someone else's card\n")
-    other_commit = commit_all(other, "Someone else's commit")
-    git(other, "push", "-q", remote, "main")
-    repo = tmp_path / "my-vit"
-    make_model_repo(repo)
+    other_commit = commit_all(other, "Someone else's commit", hooks=False)
+    git(other, "push", "-q", "--no-verify", remote, "main")
+    (repo / "README.md").write_text("my card\n")
+    commit_all(repo, "My commit", hooks=False)
     refused = publish(repo, "--remote", remote)
     assert_one_line_error(refused, "not in your history", "git pull")
     assert remote_head(remote) == other_commit
 
 
-def test_refuses_uncommitted_changes_and_non_repos(tmp_path: Path) -> None:
+def test_refuses_uncommitted_changes_and_non_repos(repo: Path, tmp_path: Path) -> None:
     remote = bare_remote(tmp_path / "remote.git")
-    repo = tmp_path / "my-vit"
-    make_model_repo(repo)
     (repo / "README.md").write_text("an edit not committed yet\n")
     assert_one_line_error(publish(repo, "--remote", remote), "uncommitted changes", "README.md", "commit them first")
     assert remote_head(remote) is None
@@ -132,16 +144,9 @@ def test_refuses_uncommitted_changes_and_non_repos(tmp_path: Path) -> None:
     assert_one_line_error(publish(plain, "--remote", remote), "is not a git repository")
 
 
-def _hub_origin_repo(tmp_path: Path, origin: str) -> Path:
-    repo = tmp_path / "my-vit"
-    make_model_repo(repo)
-    git(repo, "remote", "add", "origin", origin)
-    return repo
-
-
-def test_unreachable_hub_fails_in_one_line_without_leaking_credentials(tmp_path: Path) -> None:
+def test_unreachable_hub_fails_in_one_line_without_leaking_credentials(repo: Path, tmp_path: Path) -> None:
     port = free_port()
-    repo = _hub_origin_repo(tmp_path, f"https://someone:s3cret-in-url@127.0.0.1:{port}/org/my-vit")
+    git(repo, "remote", "set-url", "origin", f"https://someone:s3cret-in-url@127.0.0.1:{port}/org/my-vit")
     env = {"HF_ENDPOINT": f"https://127.0.0.1:{port}", "HF_TOKEN": "hf_dummy_token", "HF_HOME": str(tmp_path / "hf")}
     result = publish(repo, env=env)
     assert_one_line_error(result, f"cannot reach https://127.0.0.1:{port}")
@@ -150,9 +155,9 @@ def test_unreachable_hub_fails_in_one_line_without_leaking_credentials(tmp_path:
     assert git(repo, "for-each-ref", "refs/remotes") == ""
 
 
-def test_hub_remote_without_token_says_how_to_log_in(tmp_path: Path) -> None:
+def test_hub_remote_without_token_says_how_to_log_in(repo: Path, tmp_path: Path) -> None:
     port = free_port()
-    repo = _hub_origin_repo(tmp_path, f"https://127.0.0.1:{port}/org/my-vit")
+    git(repo, "remote", "set-url", "origin", f"https://127.0.0.1:{port}/org/my-vit")
     env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH")}
     env.update(HF_ENDPOINT=f"https://127.0.0.1:{port}", HF_HOME=str(tmp_path / "hf"))
     result = subprocess.run(
