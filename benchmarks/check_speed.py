@@ -22,10 +22,11 @@ from pathlib import Path
 
 import torch
 
-from llava_vit import LlavaViTConfig, LlavaViTModel
+from llava_vit import LlavaViTConfig
+from llava_vit.checkpoint import expected_shapes
+from llava_vit.export import config_json, preprocessor_config
 from llava_vit.provenance import write_code_files
-from llava_vit.repo_check import CLIP_MEAN, CLIP_STD, WEIGHTS_INDEX, fast_problems, weight_problems
-from llava_vit.sync import AUTO_MAP
+from llava_vit.repo_check import WEIGHTS_INDEX, fast_problems, weight_problems
 
 CARD = """---
 library_name: transformers
@@ -54,8 +55,7 @@ def write_sparse_shard(path: Path, tensors: dict[str, tuple[int, ...]]) -> int:
 
 def build_giant_repo(repo: Path, shards: int) -> int:
     config = LlavaViTConfig.from_preset("giant")
-    with torch.device("meta"):
-        shapes = {name: tuple(t.shape) for name, t in LlavaViTModel(config).state_dict().items()}
+    shapes = expected_shapes(config)
     names = list(shapes)
     weight_map, total = {}, 0
     for index in range(shards):
@@ -64,17 +64,8 @@ def build_giant_repo(repo: Path, shards: int) -> int:
         total += write_sparse_shard(repo / shard, {name: shapes[name] for name in part})
         weight_map.update(dict.fromkeys(part, shard))
     (repo / WEIGHTS_INDEX).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}))
-    data = {**config.to_dict(), "auto_map": AUTO_MAP, "architectures": ["LlavaViTModel"], "dtype": "float32"}
-    (repo / "config.json").write_text(json.dumps(data, indent=2, sort_keys=True))
-    processor = {
-        "image_processor_type": "CLIPImageProcessor",
-        "do_resize": True,
-        "size": {"height": config.image_size, "width": config.image_size},
-        "do_center_crop": False,
-        "image_mean": list(CLIP_MEAN),
-        "image_std": list(CLIP_STD),
-    }
-    (repo / "preprocessor_config.json").write_text(json.dumps(processor))
+    (repo / "config.json").write_text(config_json(config, "float32"))
+    (repo / "preprocessor_config.json").write_text(json.dumps(preprocessor_config(config.image_size)))
     (repo / "README.md").write_text(CARD)
     write_code_files(repo)
     return total

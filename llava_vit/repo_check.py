@@ -22,18 +22,18 @@ import torch
 import transformers
 import yaml
 
+from .checkpoint import expected_shapes
 from .configuration_llava_vit import LlavaViTConfig
 from .errors import LlavaViTError
-from .modeling_llava_vit import LlavaViTModel
+from .export import AUTO_MAP, CLIP_MEAN, CLIP_STD
+from .lfs import lfs_object_problems
 from .provenance import CODE_FILES, read_provenance
 from .safetensors_header import TORCH_DTYPE_NAMES, HeaderError, read_header
-from .sync import AUTO_MAP, load_config_json
+from .sync import load_config_json
 
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
 MAX_SHARD_BYTES = 5 * 10**9
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 CARD_METADATA = {"library_name": "transformers", "pipeline_tag": "image-feature-extraction"}
 _LICENSE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
 _MAX_LISTED = 5
@@ -69,12 +69,12 @@ def _import_cache_file(repo: Path) -> Path:
 
 
 def start_import_probe(repo: Path) -> subprocess.Popen | None:
-    """Start importing the repo's code in an isolated interpreter (`python -I`), unless this exact code
+    """Start importing the repo's code in an isolated interpreter (`python -I -B`), unless this exact code
     already passed with this exact interpreter and package versions; runs while we check the rest."""
     if _import_cache_file(repo).is_file():
         return None
     return subprocess.Popen(
-        [sys.executable, "-I", "-c", _IMPORT_PROBE, str(repo.resolve()), json.dumps(AUTO_MAP)],
+        [sys.executable, "-I", "-B", "-c", _IMPORT_PROBE, str(repo.resolve()), json.dumps(AUTO_MAP)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -172,8 +172,7 @@ def weight_problems(repo: Path, data: dict, config: LlavaViTConfig | None) -> li
             problems.append(f"{WEIGHTS_INDEX}: maps tensors that no shard holds: {_listed(absent)}")
     if config is None or not shards:
         return problems
-    with torch.device("meta"):
-        expected = {name: tuple(t.shape) for name, t in LlavaViTModel(config).state_dict().items()}
+    expected = expected_shapes(config)
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     wrong = [
@@ -234,7 +233,7 @@ def processor_problems(repo: Path, config: LlavaViTConfig | None) -> list[str]:
             or len(value) != 3
             or any(abs(a - b) > 1e-6 for a, b in zip(value, expected, strict=True))
         ):
-            problems.append(f"preprocessor_config.json: {key} must be the CLIP values {list(expected)}; {fix}")
+            problems.append(f"preprocessor_config.json: {key} must be the CLIP values {expected}; {fix}")
     return problems
 
 
@@ -288,11 +287,19 @@ def fast_problems(repo: Path) -> list[str]:
     return problems + import_problems(repo, probe)
 
 
+def full_problems(repo: Path) -> list[str]:
+    """The pre-push check: the fast check, then every LFS file has its object (in a git repo)."""
+    problems = fast_problems(repo)
+    if (repo / ".git").exists():
+        problems += lfs_object_problems(repo)
+    return problems
+
+
 def run(args: argparse.Namespace) -> int:
     repo = Path(args.repo)
     if not repo.is_dir():
         raise LlavaViTError(f"{repo} is not a folder; pass a model repo folder")
-    problems = fast_problems(repo)
+    problems = full_problems(repo) if args.full else fast_problems(repo)
     for problem in problems:
         print(f"llava-vit check: {problem}", file=sys.stderr)
     return 1 if problems else 0
@@ -305,4 +312,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Check config, weights headers, code provenance, processor, card metadata and code imports.",
     )
     parser.add_argument("repo", nargs="?", default=".", help="model repo folder (default: current folder)")
+    parser.add_argument(
+        "--full", action="store_true", help="also check that every git-lfs file has its object (the pre-push hook)"
+    )
     parser.set_defaults(handler=run)

@@ -14,12 +14,8 @@ from pathlib import Path
 
 from . import __version__
 from .errors import LlavaViTError, UsageError
+from .export import AUTO_MAP
 from .provenance import write_code_files
-
-AUTO_MAP = {
-    "AutoConfig": "configuration_llava_vit.LlavaViTConfig",
-    "AutoModel": "modeling_llava_vit.LlavaViTModel",
-}
 
 
 def load_config_json(repo: Path) -> dict:
