@@ -21,6 +21,8 @@ import yaml
 from .errors import CheckFailed, LlavaViTError, UsageError
 from .hub_access import endpoint, ensure_hub_repo, hub_repo_id, redact, require_token, validate_repo_id
 from .local_hub import LocalHub, default_hub_dir
+from .repo_check import full_problems
+from .verify import verify
 
 HUB_BRANCH = "main"
 ANSWERS_FILE = ".copier-answers.yml"
@@ -187,11 +189,21 @@ def _lease(root: Path, target: Target, remote_head: str | None) -> str | None:
 
 
 def full_check(root: Path) -> None:
-    """The pre-push hook's check (real load and forward in a fresh interpreter, every LFS object present), run
-    here too so that a repo without the hooks installed is held to it as well."""
-    result = subprocess.run([sys.executable, "-m", "llava_vit", "check", "--full", str(root)])
-    if result.returncode != 0:
-        raise CheckFailed(f"the full check failed for {root} (see above); nothing was pushed: fix, commit, publish")
+    """The pre-push hook's check (fast check, every LFS object present) plus the real load and forwards of
+    `llava-vit verify`, run here too so that a repo without the hooks installed is held to them as well."""
+    problems = full_problems(root)
+    for problem in problems:
+        print(f"llava-vit check: {problem}", file=sys.stderr)
+    failed = ["llava-vit check"] if problems else []
+    if not failed:
+        report = verify(str(root))
+        print(report.to_text(), file=sys.stderr)
+        failed = report.failed()
+    if failed:
+        raise CheckFailed(
+            f"the full check failed for {root} ({', '.join(failed)}; see above); nothing was pushed: "
+            "fix, commit, publish again"
+        )
 
 
 def _rejection_reason(lines: list[str]) -> str:

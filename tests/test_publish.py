@@ -95,9 +95,7 @@ def test_publish_to_local_hub_then_nothing_new(hub: LocalHub, repo: Path) -> Non
 def test_failed_check_publishes_nothing(repo: Path, tmp_path: Path) -> None:
     remote = bare_remote(tmp_path / "remote.git")
     good = git(repo, "rev-parse", "HEAD")
-    published = publish(repo, "--remote", remote)
-    assert published.returncode == 0, published.stderr
-    assert remote_head(remote) == good
+    git(repo, "push", "-q", "--no-verify", remote, "main")
 
     # Truncated weights, committed past the pre-commit hooks: publish's own full check must stop them.
     weights = repo / "model.safetensors"
