@@ -118,10 +118,6 @@ def test_cli_start_status_stop(tmp_path: Path) -> None:
         with pytest.raises(urllib.error.HTTPError) as missing:
             urllib.request.urlopen(f"http://127.0.0.1:{state['port']}/api/models/no/such/revision/main", timeout=30)
         assert missing.value.code in (401, 404)
-
-        again = _cli("local-hub", "start", "--dir", str(tmp_path))
-        assert again.returncode == 0 and "already running" in again.stdout
-        assert json.loads((tmp_path / STATE_FILE).read_text())["pid"] == state["pid"]
         status = _cli("local-hub", "status", "--dir", str(tmp_path))
         assert status.returncode == 0 and f"pid {state['pid']}" in status.stdout
     finally:
@@ -130,8 +126,6 @@ def test_cli_start_status_stop(tmp_path: Path) -> None:
     assert not _port_open(state["port"])
     assert not (tmp_path / STATE_FILE).exists()
     assert LocalHub.find_running(tmp_path) is None
-    status = _cli("local-hub", "status", "--dir", str(tmp_path))
-    assert status.returncode == 1 and "no local hub running" in status.stdout
 
 
 def test_start_refuses_a_busy_port_and_a_second_server(hub: LocalHub, tmp_path: Path) -> None:
