@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from model_repos import commit_all, git, new_repo
+from model_repos import ARCH, commit_all, git, load_outputs, new_repo
+from reference import TOLERANCE, load_case
 
 from llava_vit.local_hub import LocalHub, free_port
 
@@ -73,7 +74,7 @@ def remote_head(url: str) -> str | None:
     return out.stdout.split()[0] if out.stdout.strip() else None
 
 
-def test_publish_to_local_hub_then_nothing_new(hub: LocalHub, repo: Path) -> None:
+def test_publish_to_local_hub_then_nothing_new(hub: LocalHub, repo: Path, clean_python: Path, tmp_path: Path) -> None:
     commit = git(repo, "rev-parse", "HEAD")
     first = publish(repo, "--local-hub", "--hub-dir", str(hub.root))
     assert first.returncode == 0, first.stderr
@@ -86,6 +87,13 @@ def test_publish_to_local_hub_then_nothing_new(hub: LocalHub, repo: Path) -> Non
     for name in git(repo, "ls-files").splitlines():
         with urllib.request.urlopen(f"{hub.endpoint}/{REPO_ID}/resolve/{commit}/{name}", timeout=60) as response:
             assert response.read() == (repo / name).read_bytes(), name
+
+    # A user with only torch + transformers gets the reference numbers from the pinned commit.
+    env = {"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "hf-home")}
+    loaded = load_outputs(clean_python, REPO_ID, revision=commit, env=env)
+    _, expected = load_case(ARCH, "image")
+    error = (loaded["last_hidden_state"] - expected["last_hidden_state"].flatten()).abs().max().item()
+    assert error <= TOLERANCE
 
     second = publish(repo, "--local-hub", "--hub-dir", str(hub.root))
     assert second.returncode == 0, second.stderr
