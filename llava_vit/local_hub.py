@@ -104,9 +104,7 @@ def _is_olah_process(pid: int) -> bool:
     """Whether `pid` is alive and (where /proc tells) still an olah server, not a recycled PID."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+    except (ProcessLookupError, PermissionError):
         return False
     cmdline = Path(f"/proc/{pid}/cmdline")
     if not cmdline.exists():

@@ -36,12 +36,9 @@ class Target:
     remote: str
     branch: str
     kind: str
+    display: str
     repo_id: str | None = None
     env: dict[str, str] = field(default_factory=dict, repr=False)
-
-    @property
-    def display(self) -> str:
-        return redact(self.remote)
 
 
 def _git(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -138,7 +135,8 @@ def resolve_target(
         running = LocalHub.find_running(hub_dir)
         hub = running or LocalHub(hub_dir or default_hub_dir())
         hub.create_repo(validate_repo_id(repo_id))
-        return Target(hub.remote_url(repo_id), HUB_BRANCH, "local-hub", repo_id)
+        url = hub.remote_url(repo_id)
+        return Target(url, HUB_BRANCH, "local-hub", url, repo_id)
     if origin is None:
         raise UsageError(
             f"{root} has no remote to publish to: pass --remote URL, --local-hub, or "
@@ -148,8 +146,8 @@ def resolve_target(
     if hub_id is not None:
         token = require_token()
         ensure_hub_repo(hub_id, token, private)
-        return Target(remote or "origin", HUB_BRANCH, "hub", hub_id, _hub_auth_env(token))
-    return Target(remote or "origin", _current_branch(root), "git")
+        return Target(remote or "origin", HUB_BRANCH, "hub", f"{endpoint()}/{hub_id}", hub_id, _hub_auth_env(token))
+    return Target(remote or "origin", _current_branch(root), "git", redact(origin))
 
 
 def _remote_head(root: Path, target: Target) -> str | None:
@@ -213,27 +211,30 @@ def _rejection_reason(lines: list[str]) -> str:
     return redact("; ".join(dict.fromkeys(filter(None, picked))))[:500]
 
 
-def push(root: Path, target: Target, lease: str | None) -> None:
-    """Upload HEAD's LFS objects, then git push HEAD to the target branch, echoing git's and the hooks' output.
-
-    The explicit `git lfs push` keeps a repo whose pre-push hook lacks git-lfs from pushing bare pointers.
-    """
-    lfs = _git(root, "lfs", "push", target.remote, "HEAD", env=_git_env(target.env))
-    if lfs.returncode != 0:
-        reason = redact(lfs.stderr.strip().splitlines()[-1] if lfs.stderr.strip() else "git lfs push failed")
-        raise LlavaViTError(f"uploading LFS objects to {target.display} failed: {reason}")
-    command = ["git", "push", "-q", target.remote, f"HEAD:refs/heads/{target.branch}"]
-    if lease:
-        command.insert(3, f"--force-with-lease={lease}")
-    process = subprocess.Popen(
-        command, cwd=root, env=_push_env(target.env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+def _stream(command: list[str], root: Path, env: dict[str, str]) -> tuple[int, list[str]]:
+    """Run `command`, echoing its output (credentials redacted) as it comes; return its status and lines."""
+    process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     assert process.stdout is not None
     for line in process.stdout:
         lines.append(line.rstrip("\n"))
-        print(redact(line), end="", file=sys.stderr)
-    if process.wait() != 0:
+        print(redact(line), end="", file=sys.stderr, flush=True)
+    return process.wait(), lines
+
+
+def push(root: Path, target: Target, lease: str | None) -> None:
+    """Upload HEAD's LFS objects, then git push HEAD to the target branch (hooks run, the full check skipped).
+
+    The explicit `git lfs push` keeps a repo whose pre-push hook lacks git-lfs from pushing bare pointers.
+    """
+    status, lines = _stream(["git", "lfs", "push", target.remote, "HEAD"], root, _git_env(target.env))
+    if status != 0:
+        raise LlavaViTError(f"uploading LFS objects to {target.display} failed: {_rejection_reason(lines)}")
+    command = ["git", "push", "-q", target.remote, f"HEAD:refs/heads/{target.branch}"]
+    if lease:
+        command.insert(3, f"--force-with-lease={lease}")
+    status, lines = _stream(command, root, _push_env(target.env))
+    if status != 0:
         raise LlavaViTError(f"push to {target.display} was rejected: {_rejection_reason(lines)}")
 
 
