@@ -2,7 +2,8 @@
 
 The Hub cannot always be reached (tests, demos, air-gapped machines). `olah` answers the Hub API from git
 repos under `<dir>/models/<org>/<name>`, so the real `huggingface_hub` client and transformers' remote-code
-loader download from it when `HF_ENDPOINT` points at it. It serves reads only: publishing to it is a `git push`
+loader download from it when `HF_ENDPOINT` points at it (_olah_server.py makes its answers for missing files
+and revisions the Hub's 404s). It serves reads only: publishing to it is a `git push`
 into the repo folder. olah needs a newer huggingface_hub than transformers 4.57 accepts, so it lives in its
 own virtual environment, created on first use.
 """
@@ -28,6 +29,8 @@ from .hub_access import validate_repo_id
 
 OLAH_REQUIREMENT = "olah>=0.5.4,<0.6"
 STATE_FILE = "local-hub.json"
+# Run by olah's interpreter: olah plus Hub-like 404s for missing files (see the script).
+SERVER_SCRIPT = Path(__file__).resolve().parent / "_olah_server.py"
 
 
 def cache_dir() -> Path:
@@ -58,7 +61,7 @@ def ensure_olah(folder: Path | None = None) -> Path:
     """The interpreter of a venv that has olah, building the venv first if it does not exist.
 
     The venv is built in a temporary sibling folder and renamed into place, so an interrupted install never
-    leaves a half-built environment behind (olah is run as `python -m olah.server`, which survives the rename).
+    leaves a half-built environment behind (olah is run through its `python`, which survives the rename).
     """
     folder = folder or olah_venv_dir()
     python = _venv_python(folder)
@@ -203,7 +206,7 @@ class LocalHub:
         config = self._write_config(port)
         with self.log_file.open("ab") as log:
             process = subprocess.Popen(
-                [str(python), "-m", "olah.server", "--config", str(config), "--log-path", str(config.parent / "logs")],
+                [str(python), str(SERVER_SCRIPT), "--config", str(config), "--log-path", str(config.parent / "logs")],
                 cwd=config.parent,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -62,19 +62,25 @@ LOADER = """
 import json, sys
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModel
+from transformers import AutoImageProcessor, AutoModel
 
 source, revision, case = sys.argv[1], sys.argv[2] or None, sys.argv[3]
 model = AutoModel.from_pretrained(source, trust_remote_code=True, revision=revision).eval()
+processor = AutoImageProcessor.from_pretrained(source, revision=revision)
 inputs = {k.removeprefix("input."): v for k, v in load_file(case).items() if k.startswith("input.")}
 with torch.no_grad():
     out = model(**inputs)
-print(json.dumps({"module": type(model).__module__, "last_hidden_state": out.last_hidden_state.flatten().tolist()}))
+print(json.dumps({
+    "module": type(model).__module__,
+    "processor_crop": processor.crop_size["height"],
+    "last_hidden_state": out.last_hidden_state.flatten().tolist(),
+}))
 """
 
 
 def load_outputs(python: Path, source: str, *, revision: str | None = None, env: dict[str, str] | None = None) -> dict:
-    """Load `source` (a folder or a repo id) with AutoModel in `python` and run the reference image case."""
+    """Load `source` (a folder or a repo id) with AutoModel and AutoImageProcessor in `python`, as the model card
+    says, and run the reference image case."""
     case = REFERENCE / ARCH / "image.safetensors"
     run_env = {**os.environ, **(env or {})}
     run_env.pop("HF_HUB_OFFLINE", None)

@@ -79,6 +79,7 @@ def test_transformers_loads_from_the_hub_like_from_the_folder(
     from_hub = load_outputs(clean_python, REPO_ID, env=env)
     from_folder = load_outputs(clean_python, pushed["source"], env=env)
     assert from_hub["module"].startswith("transformers_modules.")
+    assert from_hub["processor_crop"] == from_folder["processor_crop"] == architecture(ARCH)["image_size"]
     assert torch.equal(from_hub["last_hidden_state"], from_folder["last_hidden_state"])
 
     pinned = load_outputs(clean_python, REPO_ID, revision=pushed["first"], env=env)
@@ -87,6 +88,25 @@ def test_transformers_loads_from_the_hub_like_from_the_folder(
     assert not torch.equal(pinned["last_hidden_state"], from_hub["last_hidden_state"])
     snapshots = tmp_path / "hf-home" / "hub" / f"models--{REPO_ID.replace('/', '--')}" / "snapshots"
     assert {p.name for p in snapshots.iterdir()} == {pushed["first"], pushed["second"]}
+
+
+def _head(url: str) -> tuple[int, str | None]:
+    request = urllib.request.Request(url, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, None
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("x-error-code")
+
+
+def test_answers_like_the_hub_for_missing_files_revisions_and_repos(hub: LocalHub, pushed: dict[str, str]) -> None:
+    base = f"{hub.endpoint}/{REPO_ID}/resolve"
+    assert _head(f"{base}/main/config.json") == (200, None)
+    assert _head(f"{base}/{pushed['first']}/config.json") == (200, None)
+    assert _head(f"{base}/main/processor_config.json") == (404, "EntryNotFound")
+    assert _head(f"{base}/no-such-branch/config.json") == (404, "RevisionNotFound")
+    assert _head(f"{hub.endpoint}/no-org/no-repo/resolve/main/config.json") == (401, "RepoNotFound")
+    assert _get_json(f"{hub.endpoint}/api/models/{REPO_ID}")["sha"] == pushed["second"]
 
 
 def test_create_repo_accepts_pushes_to_its_branch_and_is_idempotent(tmp_path: Path) -> None:
@@ -114,10 +134,10 @@ def test_cli_start_status_stop(tmp_path: Path) -> None:
         state = json.loads((tmp_path / STATE_FILE).read_text())
         assert started.stdout.splitlines()[-1] == f"export HF_ENDPOINT=http://127.0.0.1:{state['port']}"
         assert _port_open(state["port"])
-        # Served over the Hub API (the 401 for an unknown repo is olah's answer, as the Hub's).
+        # Served over the Hub API: an unknown repo is a 401, as on the Hub without a token.
         with pytest.raises(urllib.error.HTTPError) as missing:
             urllib.request.urlopen(f"http://127.0.0.1:{state['port']}/api/models/no/such/revision/main", timeout=30)
-        assert missing.value.code in (401, 404)
+        assert missing.value.code == 401
         status = _cli("local-hub", "status", "--dir", str(tmp_path))
         assert status.returncode == 0 and f"pid {state['pid']}" in status.stdout
     finally:
