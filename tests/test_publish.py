@@ -14,7 +14,9 @@ import pytest
 from model_repos import ARCH, commit_all, git, load_outputs, new_repo
 from reference import TOLERANCE, load_case
 
+from llava_vit.errors import LlavaViTError
 from llava_vit.local_hub import LocalHub, free_port
+from llava_vit.publish import publish as publish_repo
 
 REPO_ID = "tiny-org/published-vit"
 
@@ -134,20 +136,22 @@ def test_remote_with_other_history_is_not_overwritten(repo: Path, tmp_path: Path
     git(other, "push", "-q", "--no-verify", remote, "main")
     (repo / "README.md").write_text("my card\n")
     commit_all(repo, "My commit", hooks=False)
-    refused = publish(repo, "--remote", remote)
-    assert_one_line_error(refused, "not in your history", "git pull")
+    with pytest.raises(LlavaViTError, match="not in your history.*git pull"):
+        publish_repo(repo, remote=remote)
     assert remote_head(remote) == other_commit
 
 
 def test_refuses_uncommitted_changes_and_non_repos(repo: Path, tmp_path: Path) -> None:
     remote = bare_remote(tmp_path / "remote.git")
     (repo / "README.md").write_text("an edit not committed yet\n")
-    assert_one_line_error(publish(repo, "--remote", remote), "uncommitted changes", "README.md", "commit them first")
+    with pytest.raises(LlavaViTError, match=r"uncommitted changes .*README\.md.*commit them first"):
+        publish_repo(repo, remote=remote)
     assert remote_head(remote) is None
 
     plain = tmp_path / "plain"
     plain.mkdir()
-    assert_one_line_error(publish(plain, "--remote", remote), "is not a git repository")
+    with pytest.raises(LlavaViTError, match="is not a git repository"):
+        publish_repo(plain, remote=remote)
 
 
 def test_unreachable_hub_fails_in_one_line_without_leaking_credentials(repo: Path, tmp_path: Path) -> None:

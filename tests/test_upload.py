@@ -10,7 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from llava_vit.errors import UsageError
 from llava_vit.local_hub import free_port
+from llava_vit.upload import upload as upload_repo
 
 
 def upload(tmp_path: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -41,10 +45,17 @@ def test_unreachable_hub_fails_in_one_line_and_leaves_no_temp_folder(tmp_path: P
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
-def test_no_token_and_bad_arguments_are_refused_before_any_work(tmp_path: Path) -> None:
+def test_no_token_is_refused_before_any_work(tmp_path: Path) -> None:
     env = {"HF_ENDPOINT": f"https://127.0.0.1:{free_port()}"}
     no_token = one_line_error(upload(tmp_path, "--preset", "small", "--repo-id", "org/my-vit", env=env), 1)
     assert "no Hugging Face token" in no_token and "hf auth login" in no_token
-    bad_preset = one_line_error(upload(tmp_path, "--preset", "enormous", "--repo-id", "org/my-vit", env=env), 2)
-    assert "unknown preset 'enormous'" in bad_preset
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_bad_arguments_are_usage_errors() -> None:
+    with pytest.raises(UsageError, match="unknown preset 'enormous'"):
+        upload_repo("enormous", None, "org/my-vit")
+    with pytest.raises(UsageError, match="nope.pth does not exist"):
+        upload_repo("small", Path("nope.pth"), "org/my-vit")
+    with pytest.raises(UsageError, match="is not a repo id"):
+        upload_repo("small", None, "no-slash")
