@@ -23,6 +23,7 @@ _CREDENTIALS_RE = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 
 
 def validate_repo_id(repo_id: str) -> str:
+    """`repo_id` if it is ORG/NAME as the Hub spells them (it also names folders: no `..`, no extra `/`)."""
     if not _REPO_ID_RE.match(repo_id) or ".." in repo_id:
         raise UsageError(f"{repo_id!r} is not a repo id; expected ORG/NAME (letters, digits, '-', '_', '.')")
     return repo_id
