@@ -20,6 +20,9 @@ from .hub_access import endpoint, ensure_hub_repo, hub_errors, require_token, va
 from .publish import full_check, loading_snippet
 from .scaffold import render_repo
 
+# What the check's import probe may leave behind (the template's .gitignore keeps it out of git repos).
+UPLOAD_IGNORED = ["__pycache__/*", "*.py[cod]"]
+
 
 def upload(preset: str, weights: Path | None, repo_id: str, private: bool = False) -> str:
     """Render, check and upload a model repo in one go; return the Hub commit it made."""
@@ -41,7 +44,10 @@ def upload(preset: str, weights: Path | None, repo_id: str, private: bool = Fals
         full_check(folder)
         with hub_errors(repo_id):
             info = HfApi(endpoint=endpoint(), token=token).upload_folder(
-                repo_id=repo_id, folder_path=folder, commit_message=f"Upload {preset} LlavaViT with llava-vit"
+                repo_id=repo_id,
+                folder_path=folder,
+                commit_message=f"Upload {preset} LlavaViT with llava-vit",
+                ignore_patterns=UPLOAD_IGNORED,
             )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
