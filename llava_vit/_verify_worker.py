@@ -13,10 +13,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run by path, Python puts this file's folder (the llava_vit package) first on sys.path: drop it, so that
-# neither llava_vit nor its model files can be imported from here by accident.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if entry and Path(entry).resolve() != _HERE]
+if __name__ == "__main__":
+    # Run by path, Python puts this file's folder (the llava_vit package) first on sys.path: drop it, so that
+    # neither llava_vit nor its model files can be imported from here by accident.
+    _here = Path(__file__).resolve().parent
+    sys.path[:] = [entry for entry in sys.path if entry and Path(entry).resolve() != _here]
 
 import gc  # noqa: E402
 import json  # noqa: E402
@@ -34,32 +35,59 @@ INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
 FRAMES = 4
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
-# eager vs sdpa: max abs difference allowed, relative to max(1, max |output|) below float32.
+# eager vs sdpa: max abs difference allowed; absolute in float32, times max(1, max |output|) in half precision.
 AGREEMENT = {torch.float32: 1e-4, torch.bfloat16: 5e-2, torch.float16: 1e-2}
 
 
 class Request:
+    """What to verify (from the parent process) and how to fetch the repo's files."""
+
     def __init__(self, data: dict) -> None:
         self.target: str = data["target"]
         self.local: bool = data["local"]
         self.revision: str | None = data.get("revision")
         self.dtype = DTYPES[data.get("dtype", "float32")]
 
-    def file(self, name: str) -> Path | None:
-        """Where the repo's file `name` is on disk (downloaded through the Hub cache for a repo id)."""
+    def file(self, name: str, required: bool = False) -> Path | None:
+        """Where the repo's file `name` is on disk (downloaded through the Hub cache for a repo id).
+
+        An optional file that cannot be fetched is None: some Hub servers answer 401 rather than 404 for a
+        missing file. A required one raises the Hub client's own explanation (not found, offline, no access).
+        """
         if self.local:
             path = Path(self.target) / name
+            if required and not path.is_file():
+                raise Failure(f"no {name} in {self.target}")
             return path if path.is_file() else None
         from transformers.utils import cached_file
 
-        found = cached_file(
-            self.target,
-            name,
-            revision=self.revision,
-            _raise_exceptions_for_missing_entries=False,
-            _raise_exceptions_for_connection_errors=False,
-        )
+        try:
+            found = cached_file(
+                self.target,
+                name,
+                revision=self.revision,
+                _raise_exceptions_for_missing_entries=required,
+                _raise_exceptions_for_connection_errors=required,
+            )
+        except OSError:
+            if required:
+                raise
+            return None
         return Path(found) if found else None
+
+    def pin_commit(self, config_path: Path) -> str:
+        """Use the commit that config.json came from for everything else: every check then sees the same files,
+        and servers that answer 401 for a missing file under a branch name (but 404 under a commit) still work."""
+        if self.local:
+            return ""
+        from transformers.utils.hub import extract_commit_hash
+
+        commit = extract_commit_hash(str(config_path), None)
+        if commit is None:
+            return ""
+        asked = self.revision or "the default branch"
+        self.revision = commit
+        return f" at commit {commit[:12]} ({asked})"
 
     def load_kwargs(self) -> dict:
         return {"revision": self.revision} if self.revision else {}
@@ -99,6 +127,8 @@ def _random_image(width: int, height: int, seed: int) -> Image.Image:
 
 
 class Verification:
+    """The checks, in order, sharing what earlier ones loaded (config, processor output, model, outputs)."""
+
     def __init__(self, request: Request) -> None:
         self.request = request
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -110,9 +140,8 @@ class Verification:
 
     # -- config and processor ---------------------------------------------------------------------------
     def config_loads(self) -> str:
-        raw_path = self.request.file("config.json")
-        if raw_path is None:
-            raise Failure("no config.json")
+        raw_path = self.request.file("config.json", required=True)
+        pinned = self.request.pin_commit(raw_path)
         auto_map = json.loads(raw_path.read_text(encoding="utf-8")).get("auto_map")
         if auto_map != AUTO_MAP:
             raise Failure(
@@ -124,8 +153,9 @@ class Verification:
             raise Failure(f"{type(config).__name__} came from {type(config).__module__}, not from the repo's code")
         self.config = config
         return (
-            f"{type(config).__name__} from the repo's code: image_size {config.image_size}, patch {config.patch_size}, "
-            f"hidden {config.hidden_size}, {config.num_hidden_layers} layers, use_head {config.use_head}"
+            f"{type(config).__name__} from the repo's code{pinned}: image_size {config.image_size}, "
+            f"patch {config.patch_size}, hidden {config.hidden_size}, {config.num_hidden_layers} layers, "
+            f"use_head {config.use_head}"
         )
 
     def processor_loads(self) -> str:
@@ -168,18 +198,18 @@ class Verification:
         )
 
     def weights_match(self) -> str:
-        index = self.request.file(INDEX)
-        if index is not None:
+        single = self.request.file(SINGLE)
+        if single is not None:
+            files = [single]
+        else:
+            index = self.request.file(INDEX)
+            if index is None:
+                raise Failure(f"neither {SINGLE} nor {INDEX} found")
             names = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
             files = [self.request.file(name) for name in names]
-            if None in files:
-                absent = [name for name, file in zip(names, files, strict=True) if file is None]
+            absent = [name for name, file in zip(names, files, strict=True) if file is None]
+            if absent:
                 raise Failure(f"{INDEX} lists shards that are missing: {', '.join(absent)}")
-        else:
-            single = self.request.file(SINGLE)
-            if single is None:
-                raise Failure(f"neither {INDEX} nor {SINGLE} found")
-            files = [single]
         state = self.model.state_dict()
         seen, different = set(), []
         for path in files:
@@ -321,7 +351,7 @@ class Verification:
         run("eager and sdpa agree", self.attention_agrees, ("image forward",))
         return {
             "checks": [{"name": name, **result} for name, result in self.checks.results.items()],
-            "code_files": {name: str(path) if (path := self._code_file(name)) else None for name in CODE_FILES},
+            "code_files": {name: str(path) if (path := self.request.file(name)) else None for name in CODE_FILES},
             "environment": {
                 "python": sys.executable,
                 "torch": torch.__version__,
@@ -330,12 +360,6 @@ class Verification:
                 "llava_vit_imported": "llava_vit" in sys.modules,
             },
         }
-
-    def _code_file(self, name: str) -> Path | None:
-        try:
-            return self.request.file(name)
-        except Exception:  # an unreachable repo is already reported by "config loads"
-            return None
 
 
 def main() -> None:

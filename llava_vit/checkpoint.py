@@ -121,15 +121,16 @@ class PickleCheckpoint(Checkpoint):
         self._tensors.clear()
 
 
-def _add(names: dict[str, str], name: str, original: str, path: Path) -> str:
-    stripped = strip_prefix(name)
-    if stripped in names:
+def _add(originals: dict[str, str], key: str, path: Path) -> str:
+    """`key` without `module.` prefixes, remembered in `originals`; two keys that collide are an error."""
+    name = strip_prefix(key)
+    if name in originals:
         raise LlavaViTError(
-            f"{path}: keys {names[stripped]!r} and {original!r} both become {stripped!r} once the "
+            f"{path}: keys {originals[name]!r} and {key!r} both become {name!r} once the "
             f"{PREFIX!r} prefix is removed; keep only one of them in the checkpoint"
         )
-    names[stripped] = original
-    return stripped
+    originals[name] = key
+    return name
 
 
 def _safetensors_files(path: Path) -> list[Path]:
@@ -169,7 +170,7 @@ def _open_safetensors(path: Path) -> SafetensorsCheckpoint:
                 for key in handle.keys():
                     dtype = handle.get_slice(key).get_dtype()
                     shape = tuple(handle.get_slice(key).get_shape())
-                    name = _add(originals, key, key, file)
+                    name = _add(originals, key, file)
                     files[name] = (file, key)
                     torch_dtype = SAFETENSORS_DTYPES.get(dtype)
                     floating = torch_dtype is not None and torch_dtype.is_floating_point
@@ -237,7 +238,7 @@ def _open_pickle(path: Path) -> PickleCheckpoint:
             f"{', '.join(not_tensors[:LISTED])}; keep only the model's weights"
         )
     originals: dict[str, str] = {}
-    tensors = {_add(originals, str(key), str(key), path): value for key, value in state.items()}
+    tensors = {_add(originals, str(key), path): value for key, value in state.items()}
     return PickleCheckpoint(path, tensors)
 
 

@@ -27,12 +27,12 @@ import torch
 from transformers import PretrainedConfig
 
 from . import __version__
-from .checkpoint import expected_shapes, open_checkpoint, validate
+from .checkpoint import SAFETENSORS_INDEX, expected_shapes, open_checkpoint, validate
 from .configuration_llava_vit import PRESETS, LlavaViTConfig, resolve_preset
 from .errors import UsageError
 from .modeling_llava_vit import LlavaViTModel
 from .provenance import write_code_files
-from .shards import DEFAULT_MAX_SHARD_SIZE, WrittenWeights, parse_size, write_weights
+from .shards import DEFAULT_MAX_SHARD_SIZE, parse_size, write_weights
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 AUTO_MAP = {"AutoConfig": "configuration_llava_vit.LlavaViTConfig", "AutoModel": "modeling_llava_vit.LlavaViTModel"}
@@ -247,8 +247,6 @@ def export_model(
             processor = json.dumps(preprocessor_config(config.image_size), indent=2) + "\n"
             (staging / "preprocessor_config.json").write_text(processor, encoding="utf-8")
             written = write_weights(staging, shapes, DTYPES[dtype], fetch, max_bytes)
-            if checkpoint is not None:
-                checkpoint.close()
     finally:
         if checkpoint is not None:
             checkpoint.close()
@@ -258,22 +256,28 @@ def export_model(
             f"{', '.join(written.non_finite[:20])}{' ...' if len(written.non_finite) > 20 else ''}. The folder "
             "was written; check the checkpoint (float16 overflows above 65504: try --dtype bfloat16)."
         )
-    _summary(out, written, dtype, repo_id)
     return out
 
 
-def _summary(out: Path, written: WrittenWeights, dtype: str, repo_id: str | None) -> None:
-    files = written.files[0] if len(written.files) == 1 else f"{len(written.files)} shards + index"
-    size = f"{written.total_bytes / 1e6:.1f} MB"
-    print(f"exported {out}: weights {size} {dtype} in {files}; code of llava-vit {__version__}")
-    print(f"check it: llava-vit verify {out}")
+def summary(out: Path, repo_id: str | None = None) -> str:
+    """What an export folder holds and what to do next, for the command line."""
+    weights = sorted(out.glob("*.safetensors"))
+    size = sum(path.stat().st_size for path in weights) / 1e6
+    files = weights[0].name if len(weights) == 1 else f"{len(weights)} shards + {SAFETENSORS_INDEX}"
+    dtype = json.loads((out / "config.json").read_text(encoding="utf-8"))["dtype"]
+    lines = [
+        f"exported {out}: {dtype} weights in {files} ({size:.1f} MB), code of llava-vit {__version__}",
+        f"check it: llava-vit verify {out}",
+    ]
     if repo_id is not None:
-        print(f"once pushed to {repo_id}: AutoModel.from_pretrained({repo_id!r}, trust_remote_code=True)")
+        lines.append(f"once pushed to {repo_id}: AutoModel.from_pretrained({repo_id!r}, trust_remote_code=True)")
+    return "\n".join(lines)
 
 
 def _run(args: argparse.Namespace) -> int:
     config = build_config(args.preset, args.config, args.image_size)
-    export_model(args.out, config, args.weights, args.dtype, args.repo_id, args.max_shard_size, args.force)
+    out = export_model(args.out, config, args.weights, args.dtype, args.repo_id, args.max_shard_size, args.force)
+    print(summary(out, args.repo_id))
     return 0
 
 

@@ -70,6 +70,11 @@ def file_problems(repo: Path, names: list[str]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     repo = Path.cwd()
+    if not (repo / ".git").exists():
+        raise UsageError(
+            f"{repo} is not the root of a git repository; run `llava-vit guard` there (it reads .gitattributes "
+            "to know what git-lfs stores)"
+        )
     names = args.files or [name for name in git(repo, "ls-files", "-z").split("\0") if name]
     for name in names:
         if Path(name).is_absolute():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from collections.abc import Iterable
@@ -38,23 +37,46 @@ def lfs_tracked(repo: Path, paths: Iterable[str]) -> set[str]:
     return {fields[i] for i in range(0, len(fields) - 2, 3) if fields[i + 2] == "lfs"}
 
 
+def lfs_media_dir(repo: Path) -> Path:
+    """Where this clone keeps its git-lfs objects (`git lfs env`'s LocalMediaDir)."""
+    for line in git(repo, "lfs", "env").splitlines():
+        if line.startswith("LocalMediaDir="):
+            return (repo / line.partition("=")[2]).resolve()
+    raise LlavaViTError(f"`git lfs env` in {repo} names no LocalMediaDir; update git-lfs (https://git-lfs.com)")
+
+
 def lfs_object_problems(repo: Path) -> list[str]:
     """Problems that would make a push publish LFS pointers without their objects, one line each."""
     if shutil.which("git-lfs") is None:
         return ["git-lfs is not installed: install it (https://git-lfs.com), then run `git lfs install --local`"]
     problems = []
-    listed = json.loads(git(repo, "lfs", "ls-files", "--json") or "{}").get("files") or []
-    pointers = {entry["name"] for entry in listed}
-    for entry in listed:
-        name = entry["name"]
-        if not entry.get("downloaded"):
+    media = lfs_media_dir(repo)
+    pointers = set()
+    for line in git(repo, "lfs", "ls-files", "--long").splitlines():
+        oid, _, name = line.split(" ", 2)
+        pointers.add(name)
+        if not (media / oid[:2] / oid[2:4] / oid).is_file():
             problems.append(f"{name}: its git-lfs object is not in this clone; run `git lfs fetch && git lfs checkout`")
         elif (repo / name).is_file() and is_lfs_pointer(repo / name):
             problems.append(f"{name}: the working copy is an LFS pointer; run `git lfs checkout {name}`")
-    committed = [line for line in git(repo, "ls-files", "-z").split("\0") if line]
+    committed = [name for name in git(repo, "ls-files", "-z").split("\0") if name]
     for name in sorted(lfs_tracked(repo, committed) - pointers):
         problems.append(
             f"{name}: matches an LFS pattern in .gitattributes but was committed without LFS; "
             f"run `git rm --cached {name} && git add {name}` and commit"
         )
     return problems
+
+
+def lfs_push_hook_problems(repo: Path) -> list[str]:
+    """git-lfs uploads objects from its pre-push hook: without it in the chain, a push sends bare pointers."""
+    if not git(repo, "lfs", "ls-files", "--name-only").strip():
+        return []
+    hooks = (repo / git(repo, "rev-parse", "--git-path", "hooks").strip()).resolve()
+    chain = [hooks / "pre-push", hooks / "pre-push.legacy"]
+    if any(path.is_file() and "git lfs pre-push" in path.read_text(errors="replace") for path in chain):
+        return []
+    return [
+        "git-lfs's pre-push hook is not installed, so a push would publish LFS pointers without their objects; "
+        "run `pre-commit uninstall -t pre-push && git lfs install --local && pre-commit install -t pre-push`"
+    ]

@@ -26,10 +26,11 @@ from .checkpoint import expected_shapes
 from .configuration_llava_vit import LlavaViTConfig
 from .errors import LlavaViTError
 from .export import AUTO_MAP, CLIP_MEAN, CLIP_STD
-from .lfs import lfs_object_problems
+from .lfs import lfs_object_problems, lfs_push_hook_problems
 from .provenance import CODE_FILES, read_provenance
 from .safetensors_header import TORCH_DTYPE_NAMES, HeaderError, read_header
 from .sync import load_config_json
+from .verify import verify
 
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
@@ -288,11 +289,19 @@ def fast_problems(repo: Path) -> list[str]:
 
 
 def full_problems(repo: Path) -> list[str]:
-    """The pre-push check: the fast check, then every LFS file has its object (in a git repo)."""
+    """The pre-push check: the fast check; in a git repo, every LFS file has its object and git-lfs's
+    pre-push hook will upload them; then, when all that passed, `llava-vit verify` (a real load and
+    forward in a fresh interpreter)."""
     problems = fast_problems(repo)
-    if (repo / ".git").exists():
-        problems += lfs_object_problems(repo)
-    return problems
+    lfs_problems = lfs_object_problems(repo) + lfs_push_hook_problems(repo) if (repo / ".git").exists() else []
+    if problems or lfs_problems:
+        return problems + lfs_problems
+    report = verify(str(repo))
+    if report.passed:
+        return []
+    hint = f"run `llava-vit verify {repo}` for the full report"
+    failed = [check for check in report.checks if not check.passed]
+    return [f"verify: {check.name}: {check.detail}; {hint}" for check in failed] or [f"verify: no checks ran; {hint}"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -313,6 +322,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("repo", nargs="?", default=".", help="model repo folder (default: current folder)")
     parser.add_argument(
-        "--full", action="store_true", help="also check that every git-lfs file has its object (the pre-push hook)"
+        "--full",
+        action="store_true",
+        help="also check that every git-lfs file has its object and run `llava-vit verify` (the pre-push hook)",
     )
     parser.set_defaults(handler=run)

@@ -58,9 +58,10 @@ def run(args: argparse.Namespace) -> int:
     repo = Path(args.repo)
     changed = sync_repo(repo)
     for name in changed:
+        what = "auto_map" if name == "config.json" else "generated code"
         print(
-            f"llava-vit sync: rewrote {name} from llava-vit {__version__} (generated, must match the installed "
-            "package); review it and `git add` it",
+            f"llava-vit sync: rewrote {name} ({what} must match llava-vit {__version__}, the installed package); "
+            f"review it and `git add {name}`",
             file=sys.stderr,
         )
     return 1 if changed and args.fail_on_change else 0

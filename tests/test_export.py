@@ -22,6 +22,7 @@ from llava_vit import LlavaViTConfig
 from llava_vit.cli import main
 from llava_vit.export import AUTO_MAP, CLIP_MEAN, CLIP_STD, export_model
 from llava_vit.provenance import CODE_FILES, render_code_file
+from llava_vit.shards import parse_size
 
 TESTS = Path(__file__).parent
 AUTO_MAP_EXACT = {
@@ -310,6 +311,12 @@ def test_existing_output_is_refused_then_replaced_with_force(tmp_path: Path, cap
     assert "notes.txt" not in leftovers(out) and (out / "model.safetensors").is_file()
     assert leftovers(tmp_path) == ["out"], "no temporary or old folder left"
 
+    # Re-export in place, reading the weights from the folder being replaced.
+    assert run_export(out, "--config", config_file(arch), "--weights", out, "--force", "--dtype", "bfloat16") == 0
+    written = load_file(out / "model.safetensors")
+    assert all(torch.equal(written[k], v.to(torch.bfloat16)) for k, v in load_file(weights_path(arch)).items())
+    assert leftovers(tmp_path) == ["out"]
+
     empty = tmp_path / "empty"
     empty.mkdir()
     assert run_export(empty, *args) == 0, "an empty folder is not in the way"
@@ -332,3 +339,18 @@ def test_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
     assert process.returncode == 130, err
     assert "interrupted" in err
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("5GB", 5 * 10**9),
+        ("500MB", 500 * 10**6),
+        ("1KB", 1000),
+        ("1234", 1234),
+        ("2GiB", 2 * 2**30),
+        ("1.5 mb", 1_500_000),
+    ],
+)
+def test_shard_sizes(text: str, size: int) -> None:
+    assert parse_size(text) == size

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from model_repo import PROJECT, TINY_ANSWERS, copier_copy, git, run, tool_env
+from model_repo import PROJECT, TINY_ANSWERS, copier_copy, copy_repo, git, run, tool_env
 from PIL import Image
 
 from llava_vit.errors import LlavaViTError, UsageError
@@ -39,9 +38,23 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def tiny_repo(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> Path:
+def template_repo(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> Path:
+    """A git copy of this project's template, tagged v1.0.0 (copier update needs a tagged template)."""
+    template = tmp_path_factory.mktemp("template") / "llava-vit-template"
+    template.mkdir()
+    shutil.copy(PROJECT / "copier.yml", template)
+    shutil.copytree(PROJECT / "template", template / "template")
+    git(template, env, "init", "-q", "-b", "main")
+    git(template, env, "add", "-A")
+    git(template, env, "commit", "-q", "-m", "v1")
+    git(template, env, "tag", "v1.0.0")
+    return template
+
+
+@pytest.fixture(scope="module")
+def tiny_repo(tmp_path_factory: pytest.TempPathFactory, template_repo: Path, env: dict[str, str]) -> Path:
     dest = tmp_path_factory.mktemp("scaffold") / "tiny-vit"
-    copier_copy(PROJECT, dest, {"repo_id": "acme/tiny-vit", **TINY_ANSWERS}, env)
+    copier_copy(template_repo, dest, {"repo_id": "acme/tiny-vit", **TINY_ANSWERS}, env)
     return dest
 
 
@@ -68,20 +81,16 @@ def assert_scaffolded(repo: Path, env: dict[str, str], repo_id: str) -> None:
     assert metadata["license"] == "apache-2.0" and "llava-vit" in metadata["tags"]
     for placeholder in ("{{", "}}", "{%", "TODO", "More Information Needed"):
         assert placeholder not in card
-    for section in ("## Architecture", "### Image", "### Video", "visible_indices", "patch_positions", "## Limitations"):
+    for section in (
+        "## Architecture",
+        "### Image",
+        "### Video",
+        "visible_indices",
+        "patch_positions",
+        "## Limitations",
+    ):
         assert section in card
     assert fast_problems(repo) == []
-
-
-def test_small_preset_with_defaults(tmp_path: Path, env: dict[str, str]) -> None:
-    dest = tmp_path / "tiny-vit"
-    copier_copy(PROJECT, dest, {"repo_id": "acme/tiny-vit", "preset": "small"}, env)
-    assert_scaffolded(dest, env, "acme/tiny-vit")
-    config = json.loads((dest / "config.json").read_text())
-    assert (config["hidden_size"], config["num_hidden_layers"], config["image_size"]) == (384, 6, 448)
-    assert "| Hidden size | 384 |" in (dest / "README.md").read_text()
-    result = run([sys.executable, "-m", "pre_commit", "run", "--all-files"], cwd=dest, env=env)
-    assert "llava-vit" in result.stdout and "Failed" not in result.stdout
 
 
 def test_custom_dimensions(tiny_repo: Path, env: dict[str, str]) -> None:
@@ -93,6 +102,8 @@ def test_custom_dimensions(tiny_repo: Path, env: dict[str, str]) -> None:
     card = (tiny_repo / "README.md").read_text()
     assert "| Hidden size | 64 |" in card and "| Normalization | rms_norm |" in card
     assert "16 tokens per frame" in card
+    result = run([sys.executable, "-m", "pre_commit", "run", "--all-files"], cwd=tiny_repo, env=env)
+    assert result.stdout.count("Passed") == 3 and "Failed" not in result.stdout
 
 
 def test_example_runs_offline_in_a_clean_env(tiny_repo: Path, clean_python: Path, tmp_path: Path, env) -> None:
@@ -105,15 +116,19 @@ def test_example_runs_offline_in_a_clean_env(tiny_repo: Path, clean_python: Path
         assert "video at t = 0, 4, 8, 12: last_hidden_state (1, 64, 64)" in result.stdout
 
 
-def test_render_repo_plain_folder_and_refusals(tmp_path: Path, env: dict[str, str], monkeypatch) -> None:
+def test_render_repo_small_preset_plain_folder_and_refusals(tmp_path: Path, env: dict[str, str], monkeypatch) -> None:
+    """The package renders its own template (what `llava-vit upload` uses): the small preset, all defaults."""
     for key in ("PATH", "GIT_CONFIG_GLOBAL", "XDG_CACHE_HOME"):
         monkeypatch.setenv(key, env[key])
-    dest = render_repo(tmp_path / "plain", {"repo_id": "acme/plain-vit", **TINY_ANSWERS}, git=False)
+    dest = render_repo(tmp_path / "plain", {"repo_id": "acme/small-vit", "preset": "small"}, git=False)
     assert not (dest / ".git").exists()
     assert {p.name for p in dest.iterdir()} == REPO_FILES
+    config = json.loads((dest / "config.json").read_text())
+    assert (config["hidden_size"], config["num_hidden_layers"], config["image_size"]) == (384, 6, 448)
+    assert "| Hidden size | 384 |" in (dest / "README.md").read_text()
     assert fast_problems(dest) == []
     with pytest.raises(UsageError, match="not empty"):
-        render_repo(dest, {"repo_id": "acme/plain-vit", **TINY_ANSWERS}, git=False)
+        render_repo(dest, {"repo_id": "acme/small-vit", **TINY_ANSWERS}, git=False)
     bad = [
         ({"repo_id": "acme--x/vit"}, "not a Hub repo id"),
         ({"repo_id": "acme/vit", **TINY_ANSWERS, "num_attention_heads": 4}, "divisible by 32"),
@@ -143,37 +158,28 @@ def test_hook_manifest_and_repo_config_are_valid(env: dict[str, str]) -> None:
     assert manifest == local == {"llava-vit-guard", "llava-vit-sync", "llava-vit-check", "llava-vit-check-full"}
 
 
-def test_copier_update_keeps_the_users_card_edit(tmp_path: Path, env: dict[str, str]) -> None:
-    template = tmp_path / "template-repo"
-    template.mkdir()
-    shutil.copy(PROJECT / "copier.yml", template)
-    shutil.copytree(PROJECT / "template", template / "template")
-    git(template, env, "init", "-q", "-b", "main")
-    git(template, env, "add", "-A")
-    git(template, env, "commit", "-q", "-m", "v1")
-    git(template, env, "tag", "v1.0.0")
-
-    repo = tmp_path / "vit"
-    copier_copy(template, repo, {"repo_id": "acme/vit", **TINY_ANSWERS}, env)
+def test_copier_update_keeps_the_users_card_edit(
+    tmp_path: Path, template_repo: Path, tiny_repo: Path, env: dict[str, str]
+) -> None:
+    repo = copy_repo(tiny_repo, tmp_path / "tiny-vit")
     card = repo / "README.md"
     card.write_text(card.read_text().replace("## Usage", "## Training data\n\nOur own clips.\n\n## Usage"))
-    git(repo, env, "commit", "-q", "-am", "Describe the training data")
+    # The hooks are exercised by the other tests; here only the template evolution matters.
+    git(repo, env, "commit", "-q", "--no-verify", "-am", "Describe the training data")
 
-    card_template = template / "template" / "README.md.jinja"
+    card_template = template_repo / "template" / "README.md.jinja"
     card_template.write_text(card_template.read_text() + "\n## Citation\n\nCite {{ repo_id }}.\n")
-    git(template, env, "commit", "-q", "-am", "v2: citation section")
-    git(template, env, "tag", "v2.0.0")
+    git(template_repo, env, "commit", "-q", "-am", "v2: citation section")
+    git(template_repo, env, "tag", "v2.0.0")
 
     weights_before = (repo / "model.safetensors").read_bytes()
     run([sys.executable, "-m", "copier", "update", "--trust", "--defaults"], cwd=repo, env=env)
     text = card.read_text()
     assert "## Training data\n\nOur own clips." in text
-    assert "## Citation\n\nCite acme/vit." in text
+    assert "## Citation\n\nCite acme/tiny-vit." in text
     assert "<<<<<<<" not in text and not list(repo.glob("*.rej"))
     assert (repo / "model.safetensors").read_bytes() == weights_before
     assert yaml.safe_load((repo / ".copier-answers.yml").read_text())["_commit"] == "v2.0.0"
-    git(repo, env, "add", "-A")
-    git(repo, env, "commit", "-q", "-m", "Update from the template v2")
-    assert git(repo, env, "status", "--porcelain").stdout == ""
-    assert git(repo, env, "rev-list", "--count", "HEAD").stdout.strip() == "3"
-    assert subprocess.run(["git", "diff", "--quiet", "HEAD~1", "--", "model.safetensors"], cwd=repo).returncode == 0
+    changed = set(git(repo, env, "status", "--porcelain").stdout.split()) - {"M"}
+    assert changed == {"README.md", ".copier-answers.yml"}
+    assert fast_problems(repo) == []
