@@ -22,7 +22,6 @@ from .errors import CheckFailed, LlavaViTError, UsageError
 from .hub_access import endpoint, ensure_hub_repo, hub_repo_id, redact, require_token, validate_repo_id
 from .local_hub import LocalHub, default_hub_dir
 from .repo_check import full_problems
-from .verify import verify
 
 HUB_BRANCH = "main"
 ANSWERS_FILE = ".copier-answers.yml"
@@ -187,19 +186,14 @@ def _lease(root: Path, target: Target, remote_head: str | None) -> str | None:
 
 
 def full_check(root: Path) -> None:
-    """The pre-push hook's check (fast check, every LFS object present) plus the real load and forwards of
-    `llava-vit verify`, run here too so that a repo without the hooks installed is held to them as well."""
+    """The pre-push hook's check (`llava-vit check --full`: fast check, LFS objects and hook, real load and
+    forwards), run here too so that nothing skips it and the push can skip the hook's second run."""
     problems = full_problems(root)
     for problem in problems:
         print(f"llava-vit check: {problem}", file=sys.stderr)
-    failed = ["llava-vit check"] if problems else []
-    if not failed:
-        report = verify(str(root))
-        print(report.to_text(), file=sys.stderr)
-        failed = report.failed()
-    if failed:
+    if problems:
         raise CheckFailed(
-            f"the full check failed for {root} ({', '.join(failed)}; see above); nothing was pushed: "
+            f"the full check failed for {root} ({len(problems)} problem(s), see above); nothing was pushed: "
             "fix, commit, publish again"
         )
 
@@ -223,13 +217,8 @@ def _stream(command: list[str], root: Path, env: dict[str, str]) -> tuple[int, l
 
 
 def push(root: Path, target: Target, lease: str | None) -> None:
-    """Upload HEAD's LFS objects, then git push HEAD to the target branch (hooks run, the full check skipped).
-
-    The explicit `git lfs push` keeps a repo whose pre-push hook lacks git-lfs from pushing bare pointers.
-    """
-    status, lines = _stream(["git", "lfs", "push", target.remote, "HEAD"], root, _git_env(target.env))
-    if status != 0:
-        raise LlavaViTError(f"uploading LFS objects to {target.display} failed: {_rejection_reason(lines)}")
+    """git push HEAD to the target branch: the pre-push hooks run (git-lfs uploads the objects; the full
+    check, just run, is skipped)."""
     command = ["git", "push", "-q", target.remote, f"HEAD:refs/heads/{target.branch}"]
     if lease:
         command.insert(3, f"--force-with-lease={lease}")
