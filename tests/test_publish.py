@@ -160,6 +160,7 @@ def test_unreachable_hub_fails_in_one_line_without_leaking_credentials(repo: Pat
     env = {"HF_ENDPOINT": f"https://127.0.0.1:{port}", "HF_TOKEN": "hf_dummy_token", "HF_HOME": str(tmp_path / "hf")}
     result = publish(repo, env=env)
     assert_one_line_error(result, f"cannot reach https://127.0.0.1:{port}")
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
     assert "s3cret-in-url" not in result.stdout + result.stderr
     assert "hf_dummy_token" not in result.stdout + result.stderr
     assert git(repo, "for-each-ref", "refs/remotes") == ""
