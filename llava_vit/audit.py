@@ -207,8 +207,11 @@ def audit_folder(folder: Path, target: str, commit: str | None) -> AuditReport:
             report.errors.extend(scan)
         else:
             report.warnings.extend(scan)
-    if not any(name in report.code for name in CODE_FILES):
-        report.warnings.append(Finding(".", 0, "no llava-vit code files found: is this a llava-vit model repo?"))
+    missing = [name for name in CODE_FILES if name not in report.code]
+    if missing:
+        report.errors.append(
+            Finding(".", 0, f"{', '.join(missing)} missing: not a complete llava-vit model repo, so not a release")
+        )
     return report
 
 

@@ -28,6 +28,8 @@ SAFETENSORS_FILE = "model.safetensors"
 WRAPPER_KEYS = ("model", "state_dict")
 PREFIX = "module."
 LISTED = 20
+ZIP_MAGIC = b"PK\x03\x04"
+PICKLE_PROTO = b"\x80"
 
 # safetensors dtype codes -> torch dtypes (the ones torch can hold).
 SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
@@ -212,13 +214,25 @@ def _unwrap(content: object, path: Path) -> Mapping[str, object]:
 
 def _unpickling_reason(error: Exception) -> str:
     """The one informative line of torch's weights-only refusal (e.g. "Unsupported global: GLOBAL x.Y ...")."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    detail = next((line for line in lines if "WeightsUnpickler error:" in line), lines[0] if lines else "")
-    detail = detail.split("WeightsUnpickler error:", 1)[-1].strip()
-    return detail.split(" Please use", 1)[0] or type(error).__name__
+    text = str(error)
+    detail = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
+    lines = [line.strip() for line in detail.splitlines() if line.strip()]
+    return lines[0].split(" Please use", 1)[0] if lines else type(error).__name__
+
+
+def _looks_like_torch_save(path: Path) -> bool:
+    """torch.save writes a zip archive, or (legacy format) a pickle starting with the PROTO opcode."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    return head.startswith((ZIP_MAGIC, PICKLE_PROTO))
 
 
 def _open_pickle(path: Path) -> PickleCheckpoint:
+    if not _looks_like_torch_save(path):
+        raise LlavaViTError(
+            f"{path} is not a torch checkpoint (neither a torch.save zip archive nor a pickle): it may be truncated, "
+            "an unfetched git-lfs pointer (run `git lfs pull`), or another format; pass the real weights file"
+        )
     try:
         content = _torch_load(path)
     except pickle.UnpicklingError as error:

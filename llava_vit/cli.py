@@ -21,7 +21,7 @@ from . import (
     upload,
     verify,
 )
-from .errors import LlavaViTError
+from .errors import LlavaViTError, describe_os_error
 
 COMMAND_MODULES = (
     presets,
@@ -64,6 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"llava-vit {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
+    except OSError as error:
+        if args.debug:
+            raise
+        print(f"llava-vit {args.command}: error: {describe_os_error(error)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"llava-vit {args.command}: interrupted", file=sys.stderr)
         return 130

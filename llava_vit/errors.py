@@ -1,5 +1,22 @@
 """Errors the CLI turns into one clear line and an exit status (no traceback unless --debug)."""
 
+from __future__ import annotations
+
+import errno
+
+# What to do about the operating-system errors a user can cause or fix (disk, permissions, paths).
+_OS_ERROR_FIXES = {
+    errno.ENOSPC: "the disk is full: free some space or write somewhere else",
+    errno.EDQUOT: "the disk quota is exhausted: free some space or write somewhere else",
+    errno.EFBIG: "the file is larger than this process may write (ulimit -f): raise the limit or use smaller shards",
+    errno.EROFS: "the file system is read-only: choose a writable destination",
+    errno.EACCES: "permission denied: choose a destination you can write to, or fix its permissions",
+    errno.EPERM: "the operation is not permitted there: choose an ordinary, writable folder",
+    errno.ENOENT: "a path does not exist: check it",
+    errno.ENOTDIR: "a path component is a file, not a folder: choose another path",
+    errno.EISDIR: "a folder is where a file was expected: choose another path",
+}
+
 
 class LlavaViTError(Exception):
     """A problem the user can fix; the message says what is wrong and how to fix it."""
@@ -17,3 +34,11 @@ class CheckFailed(LlavaViTError):
     """A check found a problem (exit 1)."""
 
     exit_code = 1
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for an OSError: where, what the system said, and what to do about it."""
+    where = " -> ".join(str(name) for name in (error.filename, error.filename2) if name is not None)
+    reason = error.strerror or str(error) or type(error).__name__
+    fix = _OS_ERROR_FIXES.get(error.errno or 0, "check the path and try again")
+    return f"{where + ': ' if where else ''}{reason}; {fix}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import copy
 import difflib
+import glob
 import inspect
 import json
 import os
@@ -29,7 +30,7 @@ from transformers import PretrainedConfig
 from . import __version__
 from .checkpoint import SAFETENSORS_INDEX, expected_shapes, open_checkpoint, validate
 from .configuration_llava_vit import PRESETS, LlavaViTConfig, resolve_preset
-from .errors import UsageError
+from .errors import LlavaViTError, UsageError, describe_os_error
 from .modeling_llava_vit import LlavaViTModel
 from .provenance import write_code_files
 from .shards import DEFAULT_MAX_SHARD_SIZE, parse_size, write_weights
@@ -142,6 +143,9 @@ def _is_empty_dir(path: Path) -> bool:
 def _check_destination(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} exists and is not a folder; choose another output folder")
+    blocking = next((parent for parent in out.parents if parent.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise UsageError(f"{blocking} is a file, so {out} cannot be created under it; choose another output folder")
     if out.is_dir() and not force and not _is_empty_dir(out):
         raise UsageError(
             f"{out} already exists and is not empty; pass --force to replace it (its content is removed only "
@@ -176,11 +180,34 @@ def _place(staging: Path, out: Path, force: bool) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        pass
+    return True
+
+
+def remove_stale_staging(out: Path) -> list[Path]:
+    """Delete `.OUT.tmp-PID-XXXX` siblings whose export process is gone (killed with SIGKILL, power loss):
+    the only leftovers an interrupted export can leave. Folders of a running export (or of a recycled PID) are kept."""
+    removed = []
+    for path in out.parent.glob(f".{glob.escape(out.name)}.tmp-*"):
+        pid = path.name.rsplit(".tmp-", 1)[1].split("-", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)) and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 @contextmanager
 def staged_folder(out: Path, force: bool) -> Iterator[Path]:
-    """A temporary sibling `.OUT.tmp-XXXX` to build in; renamed to `out` on success, deleted on any error."""
+    """A temporary sibling `.OUT.tmp-PID-XXXX` to build in; renamed to `out` on success, deleted on any error."""
     created = _make_parents(out.parent)
-    staging = out.with_name(f".{out.name}.tmp-{secrets.token_hex(4)}")
+    remove_stale_staging(out)
+    staging = out.with_name(f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
         staging.mkdir()
         yield staging
@@ -247,6 +274,10 @@ def export_model(
             processor = json.dumps(preprocessor_config(config.image_size), indent=2) + "\n"
             (staging / "preprocessor_config.json").write_text(processor, encoding="utf-8")
             written = write_weights(staging, shapes, DTYPES[dtype], fetch, max_bytes)
+    except OSError as error:
+        raise LlavaViTError(
+            f"cannot write the export {out} (nothing was left there): {describe_os_error(error)}"
+        ) from None
     finally:
         if checkpoint is not None:
             checkpoint.close()

@@ -21,6 +21,8 @@ from .provenance import write_code_files
 def load_config_json(repo: Path) -> dict:
     """config.json of a model repo as a dict, or an error that says what is wrong with it."""
     path = repo / "config.json"
+    if not repo.is_dir():
+        raise UsageError(f"{repo} is not a folder; pass a model repo folder (or run this inside one)")
     if not path.is_file():
         raise UsageError(f"{repo} has no config.json; run this in a model repo or pass its path")
     try:
