@@ -30,6 +30,7 @@ PREFIX = "module."
 LISTED = 20
 ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_PROTO = b"\x80"
+_TORCH_BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation")
 
 # safetensors dtype codes -> torch dtypes (the ones torch can hold).
 SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
@@ -213,11 +214,13 @@ def _unwrap(content: object, path: Path) -> Mapping[str, object]:
 
 
 def _unpickling_reason(error: Exception) -> str:
-    """The one informative line of torch's weights-only refusal (e.g. "Unsupported global: GLOBAL x.Y ...")."""
+    """The one informative line of torch's weights-only refusal (e.g. "Unsupported global: GLOBAL x.Y ..."),
+    without the boilerplate around it (whose wording changes between torch releases)."""
     text = str(error)
     detail = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
     lines = [line.strip() for line in detail.splitlines() if line.strip()]
-    return lines[0].split(" Please use", 1)[0] if lines else type(error).__name__
+    informative = [line for line in lines if not line.startswith(_TORCH_BOILERPLATE)]
+    return (informative or lines or [type(error).__name__])[0].split(" Please use", 1)[0]
 
 
 def _looks_like_torch_save(path: Path) -> bool:

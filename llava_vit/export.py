@@ -275,9 +275,7 @@ def export_model(
             (staging / "preprocessor_config.json").write_text(processor, encoding="utf-8")
             written = write_weights(staging, shapes, DTYPES[dtype], fetch, max_bytes)
     except OSError as error:
-        raise LlavaViTError(
-            f"cannot write the export {out} (nothing was left there): {describe_os_error(error)}"
-        ) from None
+        raise LlavaViTError(f"export to {out} failed, nothing was written: {describe_os_error(error)}") from None
     finally:
         if checkpoint is not None:
             checkpoint.close()

@@ -69,7 +69,10 @@ def lfs_object_problems(repo: Path) -> list[str]:
 
 
 def lfs_push_hook_problems(repo: Path) -> list[str]:
-    """git-lfs uploads objects from its pre-push hook: without it in the chain, a push sends bare pointers."""
+    """git-lfs uploads objects from its pre-push hook: without it in the chain, a push sends bare pointers.
+    (Without git-lfs itself there is nothing to ask: `lfs_object_problems` reports that.)"""
+    if shutil.which("git-lfs") is None:
+        return []
     if not git(repo, "lfs", "ls-files", "--name-only").strip():
         return []
     hooks = (repo / git(repo, "rev-parse", "--git-path", "hooks").strip()).resolve()
