@@ -1,0 +1,213 @@
+"""Interrupted work: export, sync and publish killed (SIGKILL, SIGINT) at random moments, as real processes.
+
+Afterwards the destination is untouched or complete, never half written, and running the command again
+finishes the job. Kill times are random with a fixed seed per test, within the window where the command
+writes (measured by an uninterrupted run first).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from model_repos import ARCH, git, new_repo
+from reference import architecture, weights_path
+
+from llava_vit import LlavaViTConfig
+from llava_vit.export import export_model
+from llava_vit.provenance import CODE_FILES, canonical_source, render_code_file
+from llava_vit.sync import sync_repo
+
+# Big enough that writing its shards takes a noticeable time, small enough for a CI machine.
+MID = {
+    "hidden_size": 512,
+    "num_attention_heads": 16,
+    "num_hidden_layers": 6,
+    "intermediate_size": 2048,
+    "patch_size": 16,
+    "image_size": 64,
+}
+SHARD = "4MB"
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "llava_vit", *args]
+
+
+def run_killed(
+    argv: list[str], cwd: Path, sig: signal.Signals, delay: Callable[[], float], started: Callable[[], bool]
+) -> subprocess.CompletedProcess[str]:
+    """Start `argv` in its own process group, wait until `started()` (or the end), then `delay()` seconds more,
+    and send `sig` to the whole group (its git and hook children too, as a terminal's Ctrl-C or a crash would)."""
+    process = subprocess.Popen(
+        argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.monotonic() + 300
+    while not started() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    time.sleep(delay())
+    if process.poll() is None:
+        os.killpg(process.pid, sig)
+    out, err = process.communicate(timeout=300)
+    with_children_gone(process.pid)
+    return subprocess.CompletedProcess(argv, process.returncode, out, err)
+
+
+def with_children_gone(group: int) -> None:
+    """Wait until no process of the killed group is left (git children may outlive their parent briefly)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.killpg(group, signal.SIGKILL)
+
+
+def timed(argv: list[str], cwd: Path, started: Callable[[], bool]) -> tuple[float, float]:
+    """(seconds until `started()`, seconds from then to the end) of an uninterrupted run, which must succeed."""
+    begin = time.monotonic()
+    process = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    start = None
+    while process.poll() is None:
+        if start is None and started():
+            start = time.monotonic()
+        time.sleep(0.002)
+    out, err = process.communicate()
+    assert process.returncode == 0, out + err
+    end = time.monotonic()
+    start = start or end
+    return start - begin, end - start
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_export_killed_while_writing_is_absent_or_complete(tmp_path: Path) -> None:
+    rng = random.Random(1)
+    config = LlavaViTConfig(**MID)
+    expected = tree(export_model(tmp_path / "reference", config, max_shard_size=SHARD))
+    assert sum(name.endswith(".safetensors") for name in expected) > 10, "the export must be multi-shard"
+    (tmp_path / "mid.json").write_text(config.to_json_string())
+    work = tmp_path / "work"
+    work.mkdir()
+    argv = command("export", "out", "--config", str(tmp_path / "mid.json"), "--max-shard-size", SHARD)
+
+    def staging() -> bool:
+        return any(work.glob(".out.tmp-*"))
+
+    _, writing = timed(argv, work, staging)
+    shutil.rmtree(work / "out")
+    outcomes = []
+    for sig in (signal.SIGKILL, signal.SIGKILL, signal.SIGKILL, signal.SIGKILL, signal.SIGINT, signal.SIGINT):
+        killed = run_killed(argv, work, sig, lambda: rng.uniform(0, writing * 1.1), staging)
+        out = work / "out"
+        if out.exists():
+            assert tree(out) == expected, "a complete export, byte for byte"
+            outcomes.append("complete")
+        else:
+            outcomes.append("absent")
+            if sig == signal.SIGINT:
+                assert killed.returncode == 130 and "interrupted" in killed.stderr, killed.stderr
+                assert os.listdir(work) == [], "Ctrl-C removes its temporary folder"
+            rerun = subprocess.run(argv, cwd=work, capture_output=True, text=True)
+            assert rerun.returncode == 0, rerun.stderr
+            assert tree(out) == expected
+        assert os.listdir(work) == ["out"], "the re-run removed what the killed run left"
+        shutil.rmtree(out)
+    assert "absent" in outcomes, outcomes
+
+
+def _old_repo(folder: Path) -> dict[str, str]:
+    """An exported repo whose code files come from an older release and whose config lacks auto_map."""
+    export_model(folder, LlavaViTConfig(**architecture(ARCH)), weights_path(ARCH))
+    for name in CODE_FILES:
+        old = render_code_file(name, canonical_source(name) + "\n# 0.0.9\n", version="0.0.9")
+        (folder / name).write_text(old, encoding="utf-8")
+    config = folder / "config.json"
+    config.write_text(config.read_text().replace('"auto_map"', '"auto_map_removed"'))
+    return {name: (folder / name).read_text() for name in (*CODE_FILES, "config.json")}
+
+
+def test_sync_killed_leaves_each_file_old_or_new(tmp_path: Path) -> None:
+    rng = random.Random(2)
+    pristine = tmp_path / "pristine"
+    old = _old_repo(pristine)
+    done = tmp_path / "done"
+    shutil.copytree(pristine, done)
+    _, total = timed(command("sync", str(done)), tmp_path, lambda: True)
+    new = {name: (done / name).read_text() for name in old}
+    assert all(new[name] != old[name] for name in old)
+    for i in range(6):
+        repo = shutil.copytree(pristine, tmp_path / f"repo{i}")
+        run_killed(
+            command("sync", str(repo)), tmp_path, signal.SIGKILL, lambda: rng.uniform(0.7, 1.05) * total, lambda: True
+        )
+        for name in old:
+            assert (repo / name).read_text() in (old[name], new[name]), f"{name} is half written"
+        sync_repo(repo)
+        assert {name: (repo / name).read_text() for name in old} == new
+        assert not [p.name for p in repo.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.fixture(scope="module")
+def committed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("publish") / "killed-vit"
+    new_repo(repo, "tiny-org/killed-vit")
+    return repo
+
+
+def _remote_state(remote: Path) -> str | None:
+    result = subprocess.run(["git", "rev-parse", "-q", "--verify", "refs/heads/main"], cwd=remote, capture_output=True)
+    return result.stdout.decode().strip() or None
+
+
+def _lfs_objects_complete(remote: Path, repo: Path, commit: str) -> None:
+    """Every LFS file of `commit` has its object on the remote, with the right content."""
+    git_dir = remote / ".git" if (remote / ".git").is_dir() else remote
+    for line in git(repo, "lfs", "ls-files", "--long", commit).splitlines():
+        oid = line.split()[0]
+        stored = git_dir / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
+        assert stored.is_file(), line
+        assert hashlib.sha256(stored.read_bytes()).hexdigest() == oid, line
+
+
+def test_publish_killed_lands_old_or_new_and_rerun_completes(committed: Path, tmp_path: Path) -> None:
+    rng = random.Random(3)
+    commit = git(committed, "rev-parse", "HEAD")
+    bare = tmp_path / "timing.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    _, total = timed(command("publish", str(committed), "--remote", bare.as_uri()), tmp_path, lambda: True)
+    for i, (sig, kind) in enumerate(
+        ((signal.SIGKILL, "remote"), (signal.SIGKILL, "local-hub"), (signal.SIGINT, "remote"))
+    ):
+        repo = shutil.copytree(committed, tmp_path / f"repo{i}", symlinks=True)
+        if kind == "remote":
+            remote = tmp_path / f"remote{i}.git"
+            subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+            target = ["--remote", remote.as_uri()]
+        else:
+            remote = tmp_path / f"hub{i}" / "models" / "tiny-org" / "killed-vit"
+            target = ["--local-hub", "--hub-dir", str(tmp_path / f"hub{i}")]
+        argv = command("publish", str(repo), *target)
+        killed = run_killed(argv, tmp_path, sig, lambda: rng.uniform(0.5, 1.0) * total, lambda: True)
+        assert "Traceback" not in killed.stderr or sig == signal.SIGKILL, killed.stderr
+        if remote.exists():
+            assert _remote_state(remote) in (None, commit), "the remote branch is at the old or the new commit"
+        rerun = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        assert _remote_state(remote) == commit
+        _lfs_objects_complete(remote, repo, commit)
+        again = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0 and again.stdout.startswith("nothing new to publish"), again.stdout + again.stderr
