@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from . import __version__
-from .errors import UsageError
+from .errors import LlavaViTError, UsageError
 from .provenance import CODE_FILES, canonical_source, read_provenance, sha256_text, strip_header
 
 ALLOWED_IMPORTS = frozenset(
@@ -226,16 +226,26 @@ def fetch(target: str, revision: str | None) -> tuple[Path, str | None]:
         return folder, commit
     if target.count("/") != 1 or folder.exists():
         raise UsageError(f"{target!r} is neither a folder nor a Hub repo id of the form ORG/NAME")
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
+    where = f"{target}@{revision or 'main'} on {constants.ENDPOINT}"
     try:
         snapshot = Path(snapshot_download(target, revision=revision))
     except (RepositoryNotFoundError, RevisionNotFoundError) as error:
-        raise UsageError(f"{target}@{revision or 'main'} not found on the Hub: {error}") from None
+        raise UsageError(
+            f"{where} not found ({_first_line(error)}): check ORG/NAME and --revision; for a private repo set "
+            "HF_TOKEN or run `hf auth login`"
+        ) from None
     except (HfHubHTTPError, OSError) as error:
-        raise UsageError(f"could not download {target} from the Hub: {error}") from None
+        raise LlavaViTError(
+            f"could not download {where} ({_first_line(error)}): check the network or HF_ENDPOINT"
+        ) from None
     return snapshot, snapshot.name
+
+
+def _first_line(error: BaseException) -> str:
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
 
 
 def format_report(report: AuditReport) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -88,6 +89,26 @@ def test_transformers_loads_from_the_hub_like_from_the_folder(
     assert not torch.equal(pinned["last_hidden_state"], from_hub["last_hidden_state"])
     snapshots = tmp_path / "hf-home" / "hub" / f"models--{REPO_ID.replace('/', '--')}" / "snapshots"
     assert {p.name for p in snapshots.iterdir()} == {pushed["first"], pushed["second"]}
+
+
+def test_audit_by_repo_id_reads_the_hub_and_names_the_commit_to_pin(
+    hub: LocalHub, pushed: dict[str, str], tmp_path: Path
+) -> None:
+    """What the model card tells a cautious user to run before trust_remote_code=True, against a Hub."""
+    env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "hf-home")}
+    env.pop("HF_HUB_OFFLINE", None)
+    for revision, commit in ((None, pushed["second"]), (pushed["first"], pushed["first"])):
+        argv = [sys.executable, "-m", "llava_vit", "audit", REPO_ID, *(["--revision", revision] if revision else [])]
+        result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.startswith(f"audit of {REPO_ID} at commit {commit}\n")
+        assert "modeling_llava_vit.py: identical to llava-vit" in result.stdout
+        assert f'revision="{commit}"' in result.stdout.splitlines()[-1]
+    missing = subprocess.run(
+        [sys.executable, "-m", "llava_vit", "audit", "tiny-org/no-such-vit"], capture_output=True, text=True, env=env
+    )
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr, missing.stderr
+    assert missing.stderr.startswith("llava-vit audit: error: ") and len(missing.stderr.strip().splitlines()) == 1
 
 
 def _head(url: str) -> tuple[int, str | None]:

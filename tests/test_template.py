@@ -91,6 +91,8 @@ def assert_scaffolded(repo: Path, env: dict[str, str], repo_id: str) -> None:
         "### Video",
         "visible_indices",
         "patch_positions",
+        "## Before `trust_remote_code=True`",
+        f"llava-vit audit {repo_id}",
         "## Limitations",
     ):
         assert section in card
