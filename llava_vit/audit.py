@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import LlavaViTError, UsageError
+from .export import AUTO_MAP
 from .provenance import CODE_FILES, canonical_source, read_provenance, sha256_text, strip_header
 
 ALLOWED_IMPORTS = frozenset(
@@ -45,6 +46,7 @@ RISKY_CALLS = {
     "pickle.loads": "loads a pickle (can run code)",
     "os.system": "runs a shell command",
 }
+_CODE_MODULES = {name.removesuffix(".py") for name in CODE_FILES}
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 LFS_THRESHOLD = 10 * 1024 * 1024
 
@@ -131,6 +133,11 @@ def scan_code(path: str, source: str) -> list[Finding]:
             modules = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             modules = [node.module or ""]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "") not in _CODE_MODULES:
+            names = ", ".join(alias.name for alias in node.names)
+            findings.append(
+                Finding(path, node.lineno, f"imports {node.module or names} from the repo (runs that code)")
+            )
         for module in modules:
             top = module.split(".")[0]
             if top in ALLOWED_IMPORTS or (top in OPTIONAL_IMPORTS and id(node) in guarded):
@@ -167,6 +174,31 @@ def lfs_covered(folder: Path, paths: list[str]) -> set[str]:
 def _is_binary(path: Path) -> bool:
     with path.open("rb") as handle:
         return b"\0" in handle.read(8192)
+
+
+def auto_map_findings(folder: Path) -> list[Finding]:
+    """transformers imports whatever module an `auto_map` names, whatever the code files hold: config.json must map
+    exactly the two llava-vit classes, and no other JSON file (a processor config, say) may map code at all."""
+    findings = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            if path.name == "config.json":
+                findings.append(Finding(path.name, 0, f"not valid JSON ({error}); transformers cannot load it"))
+            continue
+        auto_map = data.get("auto_map") if isinstance(data, dict) else None
+        if path.name == "config.json" and auto_map != AUTO_MAP:
+            findings.append(
+                Finding(
+                    path.name, 0, f"auto_map is {auto_map!r}, not llava-vit's {AUTO_MAP!r}: it decides which code runs"
+                )
+            )
+        elif path.name != "config.json" and auto_map is not None:
+            findings.append(
+                Finding(path.name, 0, f"auto_map {auto_map!r} makes transformers import more of the repo's code")
+            )
+    return findings
 
 
 def audit_folder(folder: Path, target: str, commit: str | None) -> AuditReport:
@@ -207,6 +239,7 @@ def audit_folder(folder: Path, target: str, commit: str | None) -> AuditReport:
             report.errors.extend(scan)
         else:
             report.warnings.extend(scan)
+    report.errors.extend(auto_map_findings(folder))
     missing = [name for name in CODE_FILES if name not in report.code]
     if missing:
         report.errors.append(

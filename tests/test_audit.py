@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 import llava_vit
 from llava_vit.audit import known_releases
 from llava_vit.cli import main
+from llava_vit.export import AUTO_MAP
 from llava_vit.provenance import CODE_FILES, canonical_source, sha256_text, write_code_files
 
 LFS_RULES = "*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.png filter=lfs diff=lfs merge=lfs -text\n"
@@ -21,7 +22,7 @@ def repo(tmp_path: Path) -> Path:
     import torch
 
     write_code_files(tmp_path)
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava_vit"}))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava_vit", "auto_map": AUTO_MAP}))
     (tmp_path / ".gitattributes").write_text(LFS_RULES)
     save_file({"w": torch.zeros(4)}, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
     (tmp_path / "example_usage.py").write_text("import torch\nprint(torch.zeros(1))\n")
@@ -75,3 +76,17 @@ def test_not_a_folder_or_repo_id(tmp_path, capsys):
     code = main(["audit", str(tmp_path / "missing" / "deep" / "path")])
     assert code == 2
     assert "is neither a folder nor a Hub repo id" in capsys.readouterr().err
+
+
+def test_code_reached_through_auto_map_or_repo_imports_is_flagged(repo, capsys):
+    """Release-identical code files are not enough: auto_map and relative imports decide what else runs."""
+    (repo / "evil.py").write_text("class Model:\n    pass\n")
+    config = json.loads((repo / "config.json").read_text())
+    (repo / "config.json").write_text(json.dumps({**config, "auto_map": {**AUTO_MAP, "AutoModel": "evil.Model"}}))
+    (repo / "preprocessor_config.json").write_text(json.dumps({"auto_map": {"AutoImageProcessor": "evil.P"}}))
+    (repo / "helper.py").write_text("from .evil import Model\n")
+    code, out = audit(repo, capsys)
+    assert code == 1
+    assert "config.json: auto_map is {" in out and "'evil.Model'" in out
+    assert "preprocessor_config.json: auto_map {'AutoImageProcessor': 'evil.P'} makes transformers import" in out
+    assert "helper.py:1: imports evil from the repo (runs that code)" in out
