@@ -525,3 +525,22 @@ def test_weights_survive_a_refused_export(tmp_path: Path) -> None:
     assert main(["export", str(out), "--config", str(tmp_path / "c.json"), "--weights", str(out), "--force"]) == 1
     assert (out / "model.safetensors").read_bytes() == before
     assert set(load_file(out / "model.safetensors")) == set(load_file(WEIGHTS))
+
+
+def test_sync_on_a_read_only_repo_is_one_line_and_changes_nothing(tmp_path: Path, capsys) -> None:
+    """An OSError that no command anticipates (here EROFS under sync) still ends in one line from the CLI."""
+    _mount_tmpfs(tmp_path / "mnt", "size=1m")
+    try:
+        repo = tmp_path / "mnt" / "repo"
+        repo.mkdir()
+        (repo / "config.json").write_text("{}")
+        (repo / "modeling_llava_vit.py").write_text("# an old copy\n")
+        subprocess.run(["mount", "-o", "remount,ro", str(tmp_path / "mnt")], check=True)
+        assert main(["sync", str(repo)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("llava-vit sync: error: ") and len(err.strip().splitlines()) == 1, err
+        assert "Read-only file system; the file system is read-only: choose a writable destination" in err
+        assert sorted(os.listdir(repo)) == ["config.json", "modeling_llava_vit.py"]
+        assert (repo / "modeling_llava_vit.py").read_text() == "# an old copy\n"
+    finally:
+        subprocess.run(["umount", str(tmp_path / "mnt")], check=True)
