@@ -170,7 +170,7 @@ def _place(staging: Path, out: Path, force: bool) -> None:
     if not out.exists() or _is_empty_dir(out):
         os.replace(staging, out)
         return
-    old = out.with_name(f".{out.name}.old-{secrets.token_hex(4)}")
+    old = out.with_name(f".{out.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
     os.rename(out, old)
     try:
         os.rename(staging, out)
@@ -190,23 +190,26 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_staging(out: Path) -> list[Path]:
-    """Delete `.OUT.tmp-PID-XXXX` siblings whose export process is gone (killed with SIGKILL, power loss):
-    the only leftovers an interrupted export can leave. Folders of a running export (or of a recycled PID) are kept."""
-    removed = []
-    for path in out.parent.glob(f".{glob.escape(out.name)}.tmp-*"):
-        pid = path.name.rsplit(".tmp-", 1)[1].split("-", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)) and path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-    return removed
+def recover_interrupted(out: Path) -> None:
+    """Undo what an export killed outright (SIGKILL, power loss) left next to `out`, once its process is gone:
+    a half-built `.OUT.tmp-PID-XXXX` is deleted; a `.OUT.old-PID-XXXX` (the previous OUT, moved aside by --force
+    just before the new one took its place) is put back when OUT is missing, else deleted. Folders of a running
+    export (or of a recycled PID) are left alone."""
+    for kind in ("tmp", "old"):
+        for path in sorted(out.parent.glob(f".{glob.escape(out.name)}.{kind}-*")):
+            pid = path.name.rsplit(f".{kind}-", 1)[1].split("-", 1)[0]
+            if not pid.isdigit() or _pid_alive(int(pid)) or not path.is_dir():
+                continue
+            if kind == "old" and not out.exists():
+                os.rename(path, out)
+            else:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 @contextmanager
 def staged_folder(out: Path, force: bool) -> Iterator[Path]:
     """A temporary sibling `.OUT.tmp-PID-XXXX` to build in; renamed to `out` on success, deleted on any error."""
     created = _make_parents(out.parent)
-    remove_stale_staging(out)
     staging = out.with_name(f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
         staging.mkdir()
@@ -259,6 +262,8 @@ def export_model(
     max_bytes = parse_size(max_shard_size)
     if repo_id is not None:
         _check_repo_id(repo_id)
+    if out.parent.is_dir():
+        recover_interrupted(out)
     _check_destination(out, force)
     shapes = expected_shapes(config)
     checkpoint = open_checkpoint(Path(weights)) if weights is not None else None

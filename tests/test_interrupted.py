@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from model_repos import ARCH, commit_all, export_repo, git
-from reference import architecture, weights_path
+from reference import REFERENCE, architecture, weights_path
 
 from llava_vit import LlavaViTConfig
 from llava_vit.cli import main
@@ -219,3 +219,19 @@ def test_publish_killed_lands_old_or_new_and_rerun_completes(committed: Path, tm
         capsys.readouterr()
         assert main(argv[3:]) == 0
         assert capsys.readouterr().out.startswith("nothing new to publish")
+
+
+def test_export_repairs_what_a_killed_force_replace_left(tmp_path: Path, capsys) -> None:
+    """`--force` moves the old OUT aside, then renames the new one in: a SIGKILL between the two renames (too
+    short a window to hit by chance) leaves no OUT, the old one aside and maybe a half-built folder. The next
+    export puts the old OUT back and deletes the rest, then decides as if nothing had happened."""
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(finished.stdout)
+    config = LlavaViTConfig(**architecture(ARCH))
+    previous = tree(export_model(tmp_path / f".out.old-{dead}-0a0a0a0a", config, weights_path(ARCH)))
+    half = tmp_path / f".out.tmp-{dead}-0b0b0b0b"
+    half.mkdir()
+    (half / "model.safetensors").write_bytes(b"partial")
+    args = ["export", str(tmp_path / "out"), "--config", str(REFERENCE / ARCH / "architecture.json")]
+    assert main(args) == 2 and "already exists and is not empty; pass --force" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == ["out"] and tree(tmp_path / "out") == previous
