@@ -274,7 +274,7 @@ CASES = [
         "destination-not-permitted",
         ["export", "/sys/kernel/llava-vit-out", "--config", CONFIG],
         1,
-        r"/sys/kernel/\.llava-vit-out\.tmp-.*Operation not permitted; .*writable folder",
+        r"/sys/kernel/\.llava-vit-out\.tmp-.*(Operation not permitted; .*writable|Permission denied; .*permissions)",
         absent=("/sys/kernel/llava-vit-out",),
     ),
     Case(
