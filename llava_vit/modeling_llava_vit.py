@@ -196,7 +196,8 @@ class LlavaViTAttention(nn.Module):
             self, query, key, value, None, scaling=self.scaling, dropout=0.0, is_causal=False
         )
         output = output.reshape(batch, length, -1)
-        return self.out_proj(output), weights
+        # Unless asked for, let eager's (B, H, N, N) weights go now, not after the next layer has made its own.
+        return self.out_proj(output), weights if output_attentions else None
 
 
 class LlavaViTMLP(nn.Module):
