@@ -123,7 +123,7 @@ def _attention_kernel_calls(model, torch) -> dict[str, int]:
     }
 
 
-def run_child(implementation: str, input_name: str, repeats: int) -> dict:
+def run_child(implementation: str, input_name: str, repeats: int, preset: str) -> dict:
     """Measure one configuration in this (fresh) process and return the numbers."""
     import torch
 
@@ -132,7 +132,7 @@ def run_child(implementation: str, input_name: str, repeats: int) -> dict:
 
     libc = ctypes.CDLL("libc.so.6")
     torch.manual_seed(0)
-    config = LlavaViTConfig.from_preset("large")
+    config = LlavaViTConfig.from_preset(preset)
     model = LlavaViTModel._from_config(config, attn_implementation=implementation).eval()
     shape, _ = INPUTS[input_name]
     pixel_values = torch.randn(shape)
@@ -191,8 +191,9 @@ def _machine() -> dict[str, str]:
     }
 
 
-def _spawn(implementation: str, input_name: str, repeats: int) -> dict:
-    command = [sys.executable, __file__, "--child", implementation, input_name, "--repeats", str(repeats)]
+def _spawn(implementation: str, input_name: str, repeats: int, preset: str) -> dict:
+    command = [sys.executable, __file__, "--child", implementation, input_name]
+    command += ["--repeats", str(repeats), "--preset", preset]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"benchmark child {implementation} / {input_name} failed:\n{done.stderr}")
@@ -253,20 +254,23 @@ def report(results: list[dict]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--repeats", type=int, help="timed forwards per configuration (default: 3 image, 2 video)")
+    parser.add_argument("--input", action="append", choices=list(INPUTS), help="only this input (repeatable)")
+    parser.add_argument("--preset", default="large", help="model preset (default: large, the one the targets are for)")
     parser.add_argument("--child", nargs=2, metavar=("IMPLEMENTATION", "INPUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_child(*args.child, args.repeats)))
+        print(json.dumps(run_child(*args.child, args.repeats, args.preset)))
         return 0
     if not Path("/proc/self/clear_refs").exists():
         raise SystemExit("this benchmark reads peak memory from Linux /proc (VmHWM, clear_refs); run it on Linux")
     machine = _machine()
-    print(f"machine: {machine['cpu']}\nsoftware: {machine['software']}", flush=True)
+    print(f"machine: {machine['cpu']}\nsoftware: {machine['software']}\npreset: {args.preset}", flush=True)
     started = time.perf_counter()
     results = []
-    for input_name, (_, default_repeats) in INPUTS.items():
+    for input_name in args.input or INPUTS:
+        default_repeats = INPUTS[input_name][1]
         for implementation in IMPLEMENTATIONS:
-            result = _spawn(implementation, input_name, args.repeats or default_repeats)
+            result = _spawn(implementation, input_name, args.repeats or default_repeats, args.preset)
             print(
                 f"  {input_name} {implementation}: best {result['best_s']:.2f} s, peak +{result['peak_mib']:.0f} MiB",
                 flush=True,
