@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import __version__, presets
+from . import __version__, audit, export, presets, verify
 from .errors import LlavaViTError
 
-COMMAND_MODULES = (presets,)
+COMMAND_MODULES = (presets, export, verify, audit)
 
 
 def build_parser() -> argparse.ArgumentParser:

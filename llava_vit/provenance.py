@@ -55,6 +55,12 @@ class Provenance:
     matches_installed: bool
 
 
+def strip_header(text: str) -> str:
+    """The body of a repo code file: the text after its provenance header (all of it without one)."""
+    match = _HEADER_RE.match(text)
+    return text[match.end() :] if match else text
+
+
 def read_provenance(path: Path) -> Provenance | None:
     """Parse the header of a repo code file; None when it has no valid header."""
     text = path.read_text(encoding="utf-8")

@@ -58,7 +58,7 @@ def clean_python() -> Path:
         key = f"{versions}-py{sys.version_info[0]}{sys.version_info[1]}"
         python = _build_clean_env(Path.home() / ".cache" / "llava-vit-tests" / key)
     probe = subprocess.run(
-        [str(python), "-c", "import importlib.util as u, sys; sys.exit(u.find_spec('llava_vit') is not None)"],
+        [str(python), "-I", "-c", "import importlib.util as u, sys; sys.exit(u.find_spec('llava_vit') is not None)"],
         capture_output=True,
     )
     assert probe.returncode == 0, f"{python} can import llava_vit; a clean environment must not"

@@ -1,0 +1,314 @@
+"""Reading a trained checkpoint tensor by tensor, and checking it strictly against a config.
+
+Checkpoints can be far larger than the memory one wants to spend on exporting them, so nothing here
+loads a whole state dict: safetensors files are opened per tensor, pickles are memory-mapped, and the
+expected keys and shapes come from a model built on the meta device.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from .configuration_llava_vit import LlavaViTConfig
+from .errors import LlavaViTError, UsageError
+from .modeling_llava_vit import LlavaViTModel
+
+PICKLE_SUFFIXES = (".pth", ".pt", ".bin")
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+SAFETENSORS_FILE = "model.safetensors"
+WRAPPER_KEYS = ("model", "state_dict")
+PREFIX = "module."
+LISTED = 20
+
+# safetensors dtype codes -> torch dtypes (the ones torch can hold).
+SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+TORCH_TO_SAFETENSORS = {dtype: code for code, dtype in SAFETENSORS_DTYPES.items()}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """What a checkpoint says about one tensor before its data is read."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    floating: bool
+
+
+def expected_shapes(config: LlavaViTConfig) -> dict[str, tuple[int, ...]]:
+    """State-dict keys and shapes of a model built from `config`, in the model's order (meta device: no memory)."""
+    with torch.device("meta"):
+        model = LlavaViTModel(config)
+    return {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+
+
+def strip_prefix(name: str) -> str:
+    """Drop the `module.` prefixes that DistributedDataParallel / DataParallel put on every key."""
+    while name.startswith(PREFIX):
+        name = name[len(PREFIX) :]
+    return name
+
+
+class Checkpoint(ABC):
+    """A checkpoint's tensors by (prefix-stripped) name; `load` reads one tensor at a time."""
+
+    def __init__(self, path: Path, infos: dict[str, TensorInfo]) -> None:
+        self.path = path
+        self.infos = infos
+
+    @abstractmethod
+    def load(self, name: str) -> torch.Tensor:
+        """The tensor `name`, read now (not before)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release what the checkpoint holds open (memory maps); loading is over after this."""
+
+
+class SafetensorsCheckpoint(Checkpoint):
+    """One or more safetensors files; each `load` opens the file, copies one tensor out and closes it again,
+    so that the memory map never accumulates the whole checkpoint in the process's resident memory."""
+
+    def __init__(self, path: Path, files: dict[str, tuple[Path, str]], infos: dict[str, TensorInfo]) -> None:
+        super().__init__(path, infos)
+        self._files = files
+
+    def load(self, name: str) -> torch.Tensor:
+        file, key = self._files[name]
+        with safe_open(str(file), framework="pt") as handle:
+            return handle.get_tensor(key)
+
+    def close(self) -> None:
+        """Nothing stays open between `load` calls."""
+
+
+class PickleCheckpoint(Checkpoint):
+    """A torch.save'd state dict, loaded with weights_only=True and memory-mapped when the format allows."""
+
+    def __init__(self, path: Path, tensors: dict[str, torch.Tensor]) -> None:
+        infos = {
+            name: TensorInfo(tuple(t.shape), str(t.dtype).removeprefix("torch."), t.is_floating_point())
+            for name, t in tensors.items()
+        }
+        super().__init__(path, infos)
+        self._tensors = tensors
+
+    def load(self, name: str) -> torch.Tensor:
+        return self._tensors[name]
+
+    def close(self) -> None:
+        self._tensors.clear()
+
+
+def _add(originals: dict[str, str], key: str, path: Path) -> str:
+    """`key` without `module.` prefixes, remembered in `originals`; two keys that collide are an error."""
+    name = strip_prefix(key)
+    if name in originals:
+        raise LlavaViTError(
+            f"{path}: keys {originals[name]!r} and {key!r} both become {name!r} once the "
+            f"{PREFIX!r} prefix is removed; keep only one of them in the checkpoint"
+        )
+    originals[name] = key
+    return name
+
+
+def _safetensors_files(path: Path) -> list[Path]:
+    """The safetensors files behind `path`: a file, an index file, or a folder holding either."""
+    if path.is_dir():
+        if (path / SAFETENSORS_INDEX).is_file():
+            path = path / SAFETENSORS_INDEX
+        elif (path / SAFETENSORS_FILE).is_file():
+            return [path / SAFETENSORS_FILE]
+        else:
+            raise UsageError(
+                f"{path} is a folder without {SAFETENSORS_INDEX} or {SAFETENSORS_FILE}; pass the weights file "
+                "itself (.safetensors, .pth, .pt or .bin)"
+            )
+    if path.name.endswith(".index.json"):
+        try:
+            weight_map = json.loads(path.read_text(encoding="utf-8"))["weight_map"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise LlavaViTError(
+                f"{path}: not a readable safetensors index ({error}); it needs a 'weight_map'"
+            ) from None
+        files = sorted({path.parent / name for name in weight_map.values()})
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise LlavaViTError(f"{path} lists shards that are not there: {', '.join(missing)}")
+        return files
+    return [path]
+
+
+def _open_safetensors(path: Path) -> SafetensorsCheckpoint:
+    files: dict[str, tuple[Path, str]] = {}
+    infos: dict[str, TensorInfo] = {}
+    originals: dict[str, str] = {}
+    for file in _safetensors_files(path):
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                for key in handle.keys():
+                    dtype = handle.get_slice(key).get_dtype()
+                    shape = tuple(handle.get_slice(key).get_shape())
+                    name = _add(originals, key, file)
+                    files[name] = (file, key)
+                    torch_dtype = SAFETENSORS_DTYPES.get(dtype)
+                    floating = torch_dtype is not None and torch_dtype.is_floating_point
+                    infos[name] = TensorInfo(shape, dtype, floating)
+        except (SafetensorError, OSError) as error:
+            raise LlavaViTError(
+                f"{file}: not a readable safetensors file ({error}); it may be truncated or still an unfetched "
+                "git-lfs pointer (run `git lfs pull`)"
+            ) from None
+    return SafetensorsCheckpoint(path, files, infos)
+
+
+def _torch_load(path: Path) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as error:
+        if "mmap" not in str(error):
+            raise LlavaViTError(f"{path}: torch.load failed: {error}") from None
+    # Files from torch.save(..., _use_new_zipfile_serialization=False) cannot be memory-mapped.
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _unwrap(content: object, path: Path) -> Mapping[str, object]:
+    """The state dict inside a checkpoint: raw, or under 'model' / 'state_dict' (possibly nested)."""
+    while isinstance(content, Mapping) and not any(isinstance(v, torch.Tensor) for v in content.values()):
+        inner = next((content[k] for k in WRAPPER_KEYS if isinstance(content.get(k), Mapping)), None)
+        if inner is None:
+            break
+        content = inner
+    if not isinstance(content, Mapping) or not content:
+        kind = type(content).__name__
+        keys = f" with keys {', '.join(map(str, list(content)[:LISTED]))}" if isinstance(content, Mapping) else ""
+        raise LlavaViTError(
+            f"{path}: expected a state dict (name -> tensor), raw or under 'model' or 'state_dict', "
+            f"found a {kind}{keys}; save it with torch.save(model.state_dict(), PATH)"
+        )
+    return content
+
+
+def _unpickling_reason(error: Exception) -> str:
+    """The one informative line of torch's weights-only refusal (e.g. "Unsupported global: GLOBAL x.Y ...")."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    detail = next((line for line in lines if "WeightsUnpickler error:" in line), lines[0] if lines else "")
+    detail = detail.split("WeightsUnpickler error:", 1)[-1].strip()
+    return detail.split(" Please use", 1)[0] or type(error).__name__
+
+
+def _open_pickle(path: Path) -> PickleCheckpoint:
+    try:
+        content = _torch_load(path)
+    except pickle.UnpicklingError as error:
+        reason = _unpickling_reason(error)
+        raise LlavaViTError(
+            f"{path} is not a plain weights file: torch.load(weights_only=True) refused it ({reason}). "
+            "llava-vit does not run arbitrary pickled code; re-save just the weights with "
+            "torch.save(model.state_dict(), 'weights.pth') or save them as .safetensors"
+        ) from None
+    except (OSError, EOFError, ValueError) as error:
+        raise LlavaViTError(f"{path}: cannot read it as a torch checkpoint ({error})") from None
+    state = _unwrap(content, path)
+    not_tensors = [str(k) for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise LlavaViTError(
+            f"{path}: the state dict holds {len(not_tensors)} entries that are not tensors: "
+            f"{', '.join(not_tensors[:LISTED])}; keep only the model's weights"
+        )
+    originals: dict[str, str] = {}
+    tensors = {_add(originals, str(key), path): value for key, value in state.items()}
+    return PickleCheckpoint(path, tensors)
+
+
+def open_checkpoint(path: Path) -> Checkpoint:
+    """Open `path` (.safetensors file, sharded folder or index, or .pth/.pt/.bin) without reading tensor data."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"weights {path} do not exist; pass the path of a .safetensors, .pth, .pt or .bin file")
+    if path.is_dir() or path.suffix == ".safetensors" or path.name.endswith(".index.json"):
+        return _open_safetensors(path)
+    if path.suffix in PICKLE_SUFFIXES:
+        return _open_pickle(path)
+    raise UsageError(
+        f"weights {path}: unknown format {path.suffix!r}; use .safetensors (file, index or sharded folder) "
+        "or a torch state dict (.pth, .pt, .bin)"
+    )
+
+
+@contextmanager
+def opened_checkpoint(path: Path) -> Iterator[Checkpoint]:
+    checkpoint = open_checkpoint(path)
+    try:
+        yield checkpoint
+    finally:
+        checkpoint.close()
+
+
+def _listing(label: str, items: list[str]) -> str:
+    shown = "\n".join(f"    {item}" for item in items[:LISTED])
+    more = f"\n    ... and {len(items) - LISTED} more" if len(items) > LISTED else ""
+    return f"  {len(items)} {label}:\n{shown}{more}"
+
+
+def validate(checkpoint: Checkpoint, expected: dict[str, tuple[int, ...]], config: LlavaViTConfig) -> None:
+    """Strict match: every key present, nothing extra, every shape right, every tensor floating point."""
+    infos = checkpoint.infos
+    missing = [name for name in expected if name not in infos]
+    unexpected = [name for name in infos if name not in expected]
+    misshaped = [
+        f"{name}: checkpoint {list(infos[name].shape)}, model {list(shape)}"
+        for name, shape in expected.items()
+        if name in infos and infos[name].shape != shape
+    ]
+    not_floating = [f"{name}: {info.dtype}" for name, info in infos.items() if name in expected and not info.floating]
+    problems = [
+        _listing(label, items)
+        for label, items in (
+            ("missing keys (in the model, not in the checkpoint)", missing),
+            ("unexpected keys (in the checkpoint, not in the model)", unexpected),
+            ("mis-shaped keys", misshaped),
+            ("non-floating tensors (weights must be float)", not_floating),
+        )
+        if items
+    ]
+    if problems:
+        geometry = ", ".join(
+            f"{field}={getattr(config, field)}"
+            for field in (
+                "hidden_size",
+                "num_hidden_layers",
+                "num_attention_heads",
+                "intermediate_size",
+                "patch_size",
+                "layer_norm_type",
+                "use_head",
+            )
+        )
+        raise LlavaViTError(
+            f"checkpoint {checkpoint.path} does not match the model config ({geometry}):\n"
+            + "\n".join(problems)
+            + "\n  Export with the --preset or --config the checkpoint was trained with; loading is strict so that "
+            "no weight is silently left randomly initialised."
+        )

@@ -1,0 +1,311 @@
+"""`llava-vit export`: write a folder that `AutoModel.from_pretrained(folder, trust_remote_code=True)` loads
+with only torch and transformers installed: code files, config.json with auto_map, processor config and
+safetensors weights.
+
+The folder is built next to its destination under a temporary name and renamed into place at the end,
+so an error or Ctrl-C never leaves a half-written model behind, and `--force` replaces an old export
+only once the new one is complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import difflib
+import inspect
+import json
+import os
+import re
+import secrets
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from transformers import PretrainedConfig
+
+from . import __version__
+from .checkpoint import SAFETENSORS_INDEX, expected_shapes, open_checkpoint, validate
+from .configuration_llava_vit import PRESETS, LlavaViTConfig, resolve_preset
+from .errors import UsageError
+from .modeling_llava_vit import LlavaViTModel
+from .provenance import write_code_files
+from .shards import DEFAULT_MAX_SHARD_SIZE, parse_size, write_weights
+
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+AUTO_MAP = {"AutoConfig": "configuration_llava_vit.LlavaViTConfig", "AutoModel": "modeling_llava_vit.LlavaViTModel"}
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+BICUBIC = 3  # PIL.Image.Resampling.BICUBIC, the resampling CLIP was trained with
+RANDOM_SEED = 0
+# Keys a config.json may carry that are transformers' bookkeeping, not architecture: ignored by --config.
+_BOOKKEEPING_KEYS = {
+    "auto_map",
+    "architectures",
+    "transformers_version",
+    "model_type",
+    "dtype",
+    "torch_dtype",
+    "_name_or_path",
+    "_attn_implementation_autoset",
+    "attn_implementation",
+}
+_REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+
+
+def _warn(message: str) -> None:
+    print(f"llava-vit export: {message}", file=sys.stderr)
+
+
+def _architecture_fields() -> list[str]:
+    parameters = inspect.signature(LlavaViTConfig.__init__).parameters.values()
+    return [p.name for p in parameters if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
+
+
+def config_from_file(path: Path) -> dict:
+    """Architecture fields from a JSON file (a config.json works: transformers' own keys are ignored)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise UsageError(f"cannot read config {path}: {error.strerror or error}") from None
+    except ValueError as error:
+        raise UsageError(f"config {path} is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"config {path} must hold a JSON object of config fields, found {type(data).__name__}")
+    if data.get("model_type", LlavaViTConfig.model_type) != LlavaViTConfig.model_type:
+        raise UsageError(f"config {path} is for model_type {data['model_type']!r}, not {LlavaViTConfig.model_type!r}")
+    fields = _architecture_fields()
+    ignored = _BOOKKEEPING_KEYS | set(PretrainedConfig().to_dict())
+    unknown = [key for key in data if key not in fields and key not in ignored]
+    if unknown:
+        hints = [
+            f"{key} (did you mean {match[0]}?)" if (match := difflib.get_close_matches(key, fields, n=1)) else key
+            for key in unknown
+        ]
+        raise UsageError(
+            f"config {path} has fields LlavaViT does not know: {', '.join(hints)}; known fields: {', '.join(fields)}"
+        )
+    return {key: value for key, value in data.items() if key in fields}
+
+
+def build_config(
+    preset: str | None = None, config_path: Path | None = None, image_size: int | None = None
+) -> LlavaViTConfig:
+    """The config from a preset name or a JSON file, with `image_size` overriding; bad geometry is a usage error."""
+    if (preset is None) == (config_path is None):
+        raise UsageError("give exactly one of --preset NAME or --config PATH")
+    try:
+        fields = dict(PRESETS[resolve_preset(preset)]) if preset is not None else config_from_file(config_path)
+        if image_size is not None:
+            fields["image_size"] = image_size
+        return LlavaViTConfig(**fields)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def config_json(config: LlavaViTConfig, dtype: str) -> str:
+    """config.json text: architectures, auto_map, and the dtype under both names (4.5x reads torch_dtype)."""
+    config = copy.deepcopy(config)
+    config.architectures = ["LlavaViTModel"]
+    config.auto_map = dict(AUTO_MAP)
+    data = json.loads(config.to_json_string(use_diff=True))
+    data.update(architectures=["LlavaViTModel"], auto_map=dict(AUTO_MAP), dtype=dtype, torch_dtype=dtype)
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def preprocessor_config(image_size: int) -> dict:
+    """CLIP-style processing whose output is exactly image_size x image_size whatever the input's aspect ratio:
+    a plain resize to (S, S) and no crop (the seed resized the short side and cropped a 448 model to 224)."""
+    square = {"height": image_size, "width": image_size}
+    return {
+        "image_processor_type": "CLIPImageProcessor",
+        "do_convert_rgb": True,
+        "do_resize": True,
+        "size": square,
+        "resample": BICUBIC,
+        "do_center_crop": False,
+        "crop_size": square,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": CLIP_MEAN,
+        "image_std": CLIP_STD,
+    }
+
+
+def _is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
+
+
+def _check_destination(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} exists and is not a folder; choose another output folder")
+    if out.is_dir() and not force and not _is_empty_dir(out):
+        raise UsageError(
+            f"{out} already exists and is not empty; pass --force to replace it (its content is removed only "
+            "once the new export is complete) or choose another output folder"
+        )
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """mkdir -p, returning the folders it created (so that a failed export can remove them again)."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        path.mkdir()
+    return missing
+
+
+def _place(staging: Path, out: Path, force: bool) -> None:
+    """Rename the finished staging folder to `out`; an old `out` is moved aside first and deleted last."""
+    _check_destination(out, force)
+    if not out.exists() or _is_empty_dir(out):
+        os.replace(staging, out)
+        return
+    old = out.with_name(f".{out.name}.old-{secrets.token_hex(4)}")
+    os.rename(out, old)
+    try:
+        os.rename(staging, out)
+    except BaseException:
+        os.rename(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def staged_folder(out: Path, force: bool) -> Iterator[Path]:
+    """A temporary sibling `.OUT.tmp-XXXX` to build in; renamed to `out` on success, deleted on any error."""
+    created = _make_parents(out.parent)
+    staging = out.with_name(f".{out.name}.tmp-{secrets.token_hex(4)}")
+    try:
+        staging.mkdir()
+        yield staging
+        _place(staging, out, force)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in created:
+            if _is_empty_dir(folder):
+                folder.rmdir()
+        raise
+
+
+def _random_state(config: LlavaViTConfig) -> dict[str, torch.Tensor]:
+    _warn(
+        "WARNING: no --weights given: the exported model has RANDOM weights (initialised with seed "
+        f"{RANDOM_SEED}). It loads and runs, but its outputs mean nothing; export a trained checkpoint "
+        "with --weights PATH before publishing."
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_SEED)
+        return LlavaViTModel(config).state_dict()
+
+
+def _check_repo_id(repo_id: str) -> None:
+    if not _REPO_ID_RE.match(repo_id) or ".." in repo_id or repo_id.endswith((".git", ".")):
+        raise UsageError(
+            f"invalid --repo-id {repo_id!r}; use ORG/NAME with letters, digits, '-', '_' and '.', e.g. acme/my-vit"
+        )
+
+
+def export_model(
+    out: str | os.PathLike,
+    config: LlavaViTConfig,
+    weights: str | os.PathLike | None = None,
+    dtype: str = "float32",
+    repo_id: str | None = None,
+    max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
+    force: bool = False,
+) -> Path:
+    """Export `config` with `weights` (or random weights) to the folder `out`; returns its absolute path.
+
+    Raises UsageError for bad arguments and LlavaViTError for a checkpoint that does not fit the config.
+    """
+    out = Path(os.path.normpath(Path(out).absolute()))
+    if not out.name:
+        raise UsageError(f"cannot export to {out}; name a folder")
+    if dtype not in DTYPES:
+        raise UsageError(f"invalid dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    max_bytes = parse_size(max_shard_size)
+    if repo_id is not None:
+        _check_repo_id(repo_id)
+    _check_destination(out, force)
+    shapes = expected_shapes(config)
+    checkpoint = open_checkpoint(Path(weights)) if weights is not None else None
+    try:
+        if checkpoint is not None:
+            validate(checkpoint, shapes, config)
+            fetch: Callable[[str], torch.Tensor] = checkpoint.load
+        else:
+            fetch = _random_state(config).__getitem__
+        with staged_folder(out, force) as staging:
+            write_code_files(staging)
+            (staging / "config.json").write_text(config_json(config, dtype), encoding="utf-8")
+            processor = json.dumps(preprocessor_config(config.image_size), indent=2) + "\n"
+            (staging / "preprocessor_config.json").write_text(processor, encoding="utf-8")
+            written = write_weights(staging, shapes, DTYPES[dtype], fetch, max_bytes)
+    finally:
+        if checkpoint is not None:
+            checkpoint.close()
+    if written.non_finite:
+        _warn(
+            f"warning: {len(written.non_finite)} tensors hold NaN or Inf values after conversion to {dtype}: "
+            f"{', '.join(written.non_finite[:20])}{' ...' if len(written.non_finite) > 20 else ''}. The folder "
+            "was written; check the checkpoint (float16 overflows above 65504: try --dtype bfloat16)."
+        )
+    return out
+
+
+def summary(out: Path, repo_id: str | None = None) -> str:
+    """What an export folder holds and what to do next, for the command line."""
+    weights = sorted(out.glob("*.safetensors"))
+    size = sum(path.stat().st_size for path in weights) / 1e6
+    files = weights[0].name if len(weights) == 1 else f"{len(weights)} shards + {SAFETENSORS_INDEX}"
+    dtype = json.loads((out / "config.json").read_text(encoding="utf-8"))["dtype"]
+    lines = [
+        f"exported {out}: {dtype} weights in {files} ({size:.1f} MB), code of llava-vit {__version__}",
+        f"check it: llava-vit verify {out}",
+    ]
+    if repo_id is not None:
+        lines.append(f"once pushed to {repo_id}: AutoModel.from_pretrained({repo_id!r}, trust_remote_code=True)")
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = build_config(args.preset, args.config, args.image_size)
+    out = export_model(args.out, config, args.weights, args.dtype, args.repo_id, args.max_shard_size, args.force)
+    print(summary(out, args.repo_id))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="write a Hub-ready model folder (code, config, processor, safetensors weights)",
+        description="Write a folder that AutoModel.from_pretrained(OUT, trust_remote_code=True) loads with only "
+        "torch and transformers installed. Exit status: 0 done, 1 the checkpoint does not fit, 2 bad arguments.",
+    )
+    parser.add_argument("out", metavar="OUT", help="folder to create (refused if it exists and is not empty)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--preset", metavar="NAME", help=f"architecture preset: {', '.join(PRESETS)} (or a seed alias)")
+    source.add_argument("--config", type=Path, metavar="PATH", help="JSON file of config fields (a config.json works)")
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        metavar="PATH",
+        help=".safetensors (file or sharded folder) or .pth/.pt/.bin state dict; without it weights are random",
+    )
+    parser.add_argument("--dtype", choices=list(DTYPES), default="float32", help="dtype of the written weights")
+    parser.add_argument("--image-size", type=int, metavar="N", help="override the config's image_size")
+    parser.add_argument("--repo-id", metavar="ORG/NAME", help="Hub repo the folder is meant for")
+    parser.add_argument(
+        "--max-shard-size",
+        default=DEFAULT_MAX_SHARD_SIZE,
+        metavar="SIZE",
+        help="split weights into shards above this size (e.g. 5GB, 500MB, or bytes; default 5GB)",
+    )
+    parser.add_argument("--force", action="store_true", help="replace a non-empty OUT, once the new one is complete")
+    parser.set_defaults(handler=_run)

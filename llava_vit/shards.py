@@ -1,0 +1,163 @@
+"""Writing weights as safetensors shards while holding only one tensor in memory at a time.
+
+`safetensors.torch.save_file` wants the whole shard as a dict of tensors, which for a 5 GB shard means
+5 GB of RAM on top of the source. The safetensors layout is simple and fully known before any data is
+read (8-byte little-endian header length, JSON header with dtype/shape/offsets, raw bytes), so the
+header is written first and each tensor is converted and appended as it arrives.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import struct
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .checkpoint import SAFETENSORS_FILE, SAFETENSORS_INDEX, TORCH_TO_SAFETENSORS
+from .errors import LlavaViTError, UsageError
+
+DEFAULT_MAX_SHARD_SIZE = "5GB"
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes in "5GB", "500MB", "1KB", "2GiB" or a plain number of bytes (decimal units, as transformers)."""
+    if isinstance(text, int):
+        size = text
+    else:
+        match = _SIZE_RE.match(text)
+        unit = match[2].upper() if match else None
+        if match is None or unit not in _UNITS:
+            raise UsageError(
+                f"invalid size {text!r}; use a number of bytes or a number with a unit, e.g. 5GB, 500MB, 1KB, 2GiB"
+            )
+        size = int(float(match[1]) * _UNITS[unit])
+    if size <= 0:
+        raise UsageError(f"invalid size {text!r}: it must be positive")
+    return size
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    shape: tuple[int, ...]
+    nbytes: int
+
+
+@dataclass
+class WrittenWeights:
+    """What `write_weights` produced: files in order, total bytes, tensors holding NaN or Inf."""
+
+    files: list[str]
+    total_bytes: int
+    non_finite: list[str] = field(default_factory=list)
+
+
+def plan_shards(entries: list[Entry], max_bytes: int) -> list[list[Entry]]:
+    """Greedy split in order: a shard closes when the next tensor would push it past `max_bytes`
+    (a single tensor larger than the limit gets a shard of its own)."""
+    shards: list[list[Entry]] = [[]]
+    size = 0
+    for entry in entries:
+        if shards[-1] and size + entry.nbytes > max_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(entry)
+        size += entry.nbytes
+    return shards
+
+
+def shard_file_names(count: int) -> list[str]:
+    if count == 1:
+        return [SAFETENSORS_FILE]
+    return [f"model-{i:05d}-of-{count:05d}.safetensors" for i in range(1, count + 1)]
+
+
+def _header(entries: list[Entry], code: str) -> bytes:
+    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for entry in entries:
+        header[entry.name] = {
+            "dtype": code,
+            "shape": list(entry.shape),
+            "data_offsets": [offset, offset + entry.nbytes],
+        }
+        offset += entry.nbytes
+    blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    return blob + b" " * (-len(blob) % 8)
+
+
+def _write_shard(
+    path: Path,
+    entries: list[Entry],
+    dtype: torch.dtype,
+    fetch: Callable[[str], torch.Tensor],
+    bar: tqdm,
+    non_finite: list[str],
+) -> None:
+    header = _header(entries, TORCH_TO_SAFETENSORS[dtype])
+    with path.open("wb") as handle:
+        handle.write(struct.pack("<Q", len(header)))
+        handle.write(header)
+        for entry in entries:
+            tensor = fetch(entry.name).to(device="cpu", dtype=dtype).contiguous()
+            if tuple(tensor.shape) != entry.shape:
+                raise LlavaViTError(f"{entry.name}: read shape {list(tensor.shape)}, expected {list(entry.shape)}")
+            if not bool(torch.isfinite(tensor).all()):
+                non_finite.append(entry.name)
+            handle.write(tensor.reshape(-1).view(torch.uint8).numpy().data)
+            del tensor
+            bar.update(entry.nbytes)
+
+
+def write_weights(
+    folder: Path,
+    shapes: dict[str, tuple[int, ...]],
+    dtype: torch.dtype,
+    fetch: Callable[[str], torch.Tensor],
+    max_shard_bytes: int,
+) -> WrittenWeights:
+    """Write every tensor of `shapes` (in that order), converted to `dtype`, as one file or as shards + index."""
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    entries = [Entry(name, shape, itemsize * math.prod(shape)) for name, shape in shapes.items()]
+    shards = plan_shards(entries, max_shard_bytes)
+    names = shard_file_names(len(shards))
+    total = sum(entry.nbytes for entry in entries)
+    written = WrittenWeights(files=names, total_bytes=total)
+    with tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc="converting and writing weights",
+        disable=not sys.stderr.isatty(),
+        file=sys.stderr,
+    ) as bar:
+        for name, shard in zip(names, shards, strict=True):
+            _write_shard(folder / name, shard, dtype, fetch, bar, written.non_finite)
+    if len(shards) > 1:
+        index = {
+            "metadata": {"total_size": total},
+            "weight_map": {entry.name: name for name, shard in zip(names, shards, strict=True) for entry in shard},
+        }
+        (folder / SAFETENSORS_INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return written

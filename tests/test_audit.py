@@ -1,0 +1,77 @@
+"""`llava-vit audit`: judging a repo's code without running it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.torch import save_file
+
+import llava_vit
+from llava_vit.audit import known_releases
+from llava_vit.cli import main
+from llava_vit.provenance import CODE_FILES, canonical_source, sha256_text, write_code_files
+
+LFS_RULES = "*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.png filter=lfs diff=lfs merge=lfs -text\n"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    import torch
+
+    write_code_files(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava_vit"}))
+    (tmp_path / ".gitattributes").write_text(LFS_RULES)
+    save_file({"w": torch.zeros(4)}, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    (tmp_path / "example_usage.py").write_text("import torch\nprint(torch.zeros(1))\n")
+    return tmp_path
+
+
+def audit(target: Path, capsys) -> tuple[int, str]:
+    code = main(["audit", str(target)])
+    return code, capsys.readouterr().out
+
+
+def test_release_table_knows_the_installed_code():
+    """Fails until scripts/record_release.py is run after changing a code file."""
+    recorded = known_releases()[llava_vit.__version__]
+    assert recorded == {name: sha256_text(canonical_source(name)) for name in CODE_FILES}
+
+
+def test_unmodified_release_passes_and_lists_roles(repo, capsys):
+    code, out = audit(repo, capsys)
+    assert code == 0, out
+    assert f"modeling_llava_vit.py: identical to llava-vit {llava_vit.__version__}" in out
+    assert "model.safetensors" in out and "weights (safetensors: data only)" in out
+    assert "example_usage.py" in out and "script (not run by loading" in out
+    assert "verdict: unmodified llava-vit release code" in out
+
+
+def test_modified_code_is_flagged_with_diff_and_risky_calls(repo, capsys):
+    modeling = repo / "modeling_llava_vit.py"
+    modeling.write_text(modeling.read_text() + "\nimport subprocess\nsubprocess.run(['curl', 'x'])\neval('1')\n")
+    code, out = audit(repo, capsys)
+    assert code == 1
+    assert "modeling_llava_vit.py: MODIFIED: matches no llava-vit release (header claims llava-vit" in out
+    assert "imports subprocess (runs programs)" in out
+    assert "calls subprocess.run" in out and "calls eval (evaluates a string as code)" in out
+    assert "+subprocess.run(['curl', 'x'])" in out
+    assert "verdict: NOT an unmodified llava-vit release" in out
+
+
+def test_pickles_and_binaries_outside_lfs(repo, capsys):
+    (repo / "pytorch_model.bin").write_bytes(b"\x80\x04junk\0")
+    (repo / "weights.npy").write_bytes(b"\x93NUMPY\0\0")
+    (repo / "image.png").write_bytes(b"\x89PNG\0\0")
+    code, out = audit(repo, capsys)
+    assert code == 1
+    assert "pytorch_model.bin: pickle file: loading it can run arbitrary code" in out
+    assert "weights.npy: binary or > 10 MB but not tracked by LFS" in out
+    assert "image.png: binary" not in out
+
+
+def test_not_a_folder_or_repo_id(tmp_path, capsys):
+    code = main(["audit", str(tmp_path / "missing" / "deep" / "path")])
+    assert code == 2
+    assert "is neither a folder nor a Hub repo id" in capsys.readouterr().err
