@@ -4,17 +4,23 @@ Run from a checkout (llava_vit need not be installed):
 
     python benchmarks/forward.py            # about 3-5 minutes on 2 cores
 
-Each (attention implementation, input) pair runs in its own fresh subprocess: random-init fp32 `large` model
-in eval mode under `torch.inference_mode()`, one warm-up forward, then `--repeats` timed forwards. Latency is
-reported as the best (min) and the median of the timed forwards; throughput uses the best, which is the run least
-disturbed by other processes on a shared machine (the "other load" column says how busy the rest of the machine
-was while timing).
+Each input runs in its own fresh subprocess with one random-init fp32 model in eval mode under
+`torch.inference_mode()`, built with `_from_config(config, attn_implementation="eager")`; eager and sdpa then
+alternate forward by forward by setting `config._attn_implementation` (every layer reads it at call time, which
+works on transformers 4.57 and 5.x alike): one warm-up round, then `--repeats` timed rounds. Alternating matters
+on a shared machine: other processes' load comes and goes over minutes, and timing the two implementations in
+separate processes minutes apart compared the load, not the code. Latency is reported as the best (min) and the
+median of the timed forwards; throughput and ratios use the best. "other load" is the share of all CPUs that
+other processes used during that best forward (from /proc/stat, minus this process's own CPU time): numbers
+taken under load understate the machine.
 
 Peak memory is what the operating system sees, so it counts every allocator (torch's, oneDNN's, OpenMP's):
 before each forward the child returns freed heap pages to the kernel (glibc `malloc_trim`), reads its resident
 set size (VmRSS), and resets the kernel's high-water mark (`/proc/self/clear_refs` with "5", Linux >= 4.0);
 after the forward, VmHWM - VmRSS(before) is the peak increase during that forward. The reported value is the
-largest over all forwards of the child. tracemalloc would miss torch's native allocations, and the lifetime
+largest over all forwards of that implementation. Eager's first forward runs in the fresh process; thanks to
+`malloc_trim` the sdpa forwards that follow measure the same as in a process of their own (checked: image
+117 MiB here vs 116 MiB alone, video 369 vs 373 MiB). tracemalloc would miss torch's native allocations, and the lifetime
 `ru_maxrss` cannot be reset, so it would also count model construction.
 
 FLOPs are counted analytically, a multiply-add as 2 FLOPs, for batch 1, N tokens, hidden h, intermediate i,
@@ -30,8 +36,8 @@ L layers, patch p, C channels:
 
 Norms, softmax, GELU, RoPE and bias additions (O(N * h) or O(N * N) element-wise work) are not counted.
 Achieved GFLOP/s is that count over the best latency, and is also given as a fraction of this machine's fp32
-matmul throughput, measured in every child right before its model runs (4096x4096 @ 4096x4096, best of 5) and
-summarised as the best seen in the whole run.
+matmul throughput (4096x4096 @ 4096x4096), measured in every child before the first round (best of 5) and after
+each round (best of 3), and summarised as the best seen in the whole run.
 """
 
 from __future__ import annotations
@@ -123,8 +129,21 @@ def _attention_kernel_calls(model, torch) -> dict[str, int]:
     }
 
 
-def run_child(implementation: str, input_name: str, repeats: int, preset: str) -> dict:
-    """Measure one configuration in this (fresh) process and return the numbers."""
+def measured_forward(model, pixel_values, libc) -> tuple[float, float, float]:
+    """(seconds, peak RSS increase in KiB, other processes' share of all CPUs) of one forward."""
+    libc.malloc_trim(0)
+    rss_before = _status_kib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")
+    (busy_before, total_before), own_before = _busy_ticks(), _own_ticks()
+    elapsed = _timed(lambda: model(pixel_values))
+    peak = _status_kib("VmHWM") - rss_before
+    (busy, total), own = _busy_ticks(), _own_ticks()
+    other = (busy - busy_before - (own - own_before)) / max(1, total - total_before)
+    return elapsed, peak, max(0.0, other)
+
+
+def run_input(input_name: str, repeats: int, preset: str) -> list[dict]:
+    """Measure both implementations on one input in this fresh process, alternating them forward by forward."""
     import torch
 
     sys.path.insert(0, str(REPO))
@@ -133,41 +152,45 @@ def run_child(implementation: str, input_name: str, repeats: int, preset: str) -
     libc = ctypes.CDLL("libc.so.6")
     torch.manual_seed(0)
     config = LlavaViTConfig.from_preset(preset)
-    model = LlavaViTModel._from_config(config, attn_implementation=implementation).eval()
+    # Built through the public path; switching config._attn_implementation then re-routes every layer.
+    model = LlavaViTModel._from_config(config, attn_implementation=IMPLEMENTATIONS[0]).eval()
     shape, _ = INPUTS[input_name]
     pixel_values = torch.randn(shape)
-    result = {
-        "implementation": implementation,
-        "input": input_name,
-        "config_attn_implementation": model.config._attn_implementation,
-        "tokens": token_count(config, shape),
-        "gflop": model_flops(config, shape) / 1e9,
-    }
+    runs = {implementation: {"times": [], "peaks": [], "loads": []} for implementation in IMPLEMENTATIONS}
     with torch.inference_mode():
-        result["kernel_calls"] = _attention_kernel_calls(model, torch)
-        result["matmul_gflops"] = matmul_gflops()
-        times, peaks = [], []
-        busy_before, total_before, own_before = None, None, None
-        for index in range(1 + repeats):
-            libc.malloc_trim(0)
-            rss_before = _status_kib("VmRSS")
-            Path("/proc/self/clear_refs").write_text("5")
-            if index == 1:
-                (busy_before, total_before), own_before = _busy_ticks(), _own_ticks()
-            elapsed = _timed(lambda: model(pixel_values))
-            peaks.append(_status_kib("VmHWM") - rss_before)
-            if index:
-                times.append(elapsed)
-        busy, total = _busy_ticks()
-        other = (busy - busy_before - (_own_ticks() - own_before)) / max(1, total - total_before)
-    result.update(
-        times=times,
-        best_s=min(times),
-        median_s=statistics.median(times),
-        peak_mib=max(peaks) / 1024,
-        other_load=max(0.0, other),
-    )
-    return result
+        kernel_calls = {}
+        for implementation in IMPLEMENTATIONS:
+            model.config._attn_implementation = implementation
+            kernel_calls[implementation] = _attention_kernel_calls(model, torch)
+        matmul = [matmul_gflops()]
+        for round_index in range(1 + repeats):
+            for implementation in IMPLEMENTATIONS:
+                model.config._attn_implementation = implementation
+                elapsed, peak, other = measured_forward(model, pixel_values, libc)
+                runs[implementation]["peaks"].append(peak)
+                if round_index:
+                    runs[implementation]["times"].append(elapsed)
+                    runs[implementation]["loads"].append(other)
+            matmul.append(matmul_gflops(repeats=3))
+    results = []
+    for implementation, run in runs.items():
+        best = min(range(repeats), key=run["times"].__getitem__)
+        results.append(
+            {
+                "implementation": implementation,
+                "input": input_name,
+                "tokens": token_count(config, shape),
+                "gflop": model_flops(config, shape) / 1e9,
+                "kernel_calls": kernel_calls[implementation],
+                "matmul_gflops": max(matmul),
+                "times": run["times"],
+                "best_s": run["times"][best],
+                "median_s": statistics.median(run["times"]),
+                "other_load": run["loads"][best],
+                "peak_mib": max(run["peaks"]) / 1024,
+            }
+        )
+    return results
 
 
 def _machine() -> dict[str, str]:
@@ -191,12 +214,11 @@ def _machine() -> dict[str, str]:
     }
 
 
-def _spawn(implementation: str, input_name: str, repeats: int, preset: str) -> dict:
-    command = [sys.executable, __file__, "--child", implementation, input_name]
-    command += ["--repeats", str(repeats), "--preset", preset]
+def _spawn(input_name: str, repeats: int, preset: str) -> list[dict]:
+    command = [sys.executable, __file__, "--child", input_name, "--repeats", str(repeats), "--preset", preset]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
-        raise SystemExit(f"benchmark child {implementation} / {input_name} failed:\n{done.stderr}")
+        raise SystemExit(f"benchmark child for {input_name} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -207,9 +229,9 @@ def _verdict(ok: bool) -> str:
 def report(results: list[dict]) -> str:
     """The markdown tables: one row per configuration, then the sdpa/eager ratios and the targets."""
     peak_matmul = max(r["matmul_gflops"] for r in results)
-    per_child = ", ".join(f"{r['matmul_gflops']:.0f}" for r in results)
+    per_input = ", ".join(f"{r['input']} {r['matmul_gflops']:.0f}" for r in results[::2])
     lines = [
-        f"fp32 matmul {MATMUL_SIZE}x{MATMUL_SIZE}: best {peak_matmul:.0f} GFLOP/s in this run (per child: {per_child})",
+        f"fp32 matmul {MATMUL_SIZE}x{MATMUL_SIZE}: best {peak_matmul:.0f} GFLOP/s in this run ({per_input})",
         "",
         "| input | attention | tokens | GFLOP | best s | median s | GFLOP/s | % of matmul | peak MiB "
         "| attn kernel calls (fused/softmax) | other load |",
@@ -256,10 +278,10 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, help="timed forwards per configuration (default: 3 image, 2 video)")
     parser.add_argument("--input", action="append", choices=list(INPUTS), help="only this input (repeatable)")
     parser.add_argument("--preset", default="large", help="model preset (default: large, the one the targets are for)")
-    parser.add_argument("--child", nargs=2, metavar=("IMPLEMENTATION", "INPUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", metavar="INPUT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_child(*args.child, args.repeats, args.preset)))
+        print(json.dumps(run_input(args.child, args.repeats, args.preset)))
         return 0
     if not Path("/proc/self/clear_refs").exists():
         raise SystemExit("this benchmark reads peak memory from Linux /proc (VmHWM, clear_refs); run it on Linux")
@@ -268,12 +290,10 @@ def main() -> int:
     started = time.perf_counter()
     results = []
     for input_name in args.input or INPUTS:
-        default_repeats = INPUTS[input_name][1]
-        for implementation in IMPLEMENTATIONS:
-            result = _spawn(implementation, input_name, args.repeats or default_repeats, args.preset)
+        for result in _spawn(input_name, args.repeats or INPUTS[input_name][1], args.preset):
+            times = ", ".join(f"{t:.2f}" for t in result["times"])
             print(
-                f"  {input_name} {implementation}: best {result['best_s']:.2f} s, peak +{result['peak_mib']:.0f} MiB",
-                flush=True,
+                f"  {input_name} {result['implementation']}: {times} s, peak +{result['peak_mib']:.0f} MiB", flush=True
             )
             results.append(result)
     print(f"\n{report(results)}\n\ntotal benchmark time: {time.perf_counter() - started:.0f} s")
