@@ -20,8 +20,8 @@ set size (VmRSS), and resets the kernel's high-water mark (`/proc/self/clear_ref
 after the forward, VmHWM - VmRSS(before) is the peak increase during that forward. The reported value is the
 largest over all forwards of that implementation. Eager's first forward runs in the fresh process; thanks to
 `malloc_trim` the sdpa forwards that follow measure the same as in a process of their own (checked: image
-117 MiB here vs 116 MiB alone, video 369 vs 373 MiB). tracemalloc would miss torch's native allocations, and the lifetime
-`ru_maxrss` cannot be reset, so it would also count model construction.
+117 MiB here vs 116 MiB alone, video 369 vs 373 MiB). tracemalloc would miss torch's native allocations,
+and the lifetime `ru_maxrss` cannot be reset, so it would also count model construction.
 
 FLOPs are counted analytically, a multiply-add as 2 FLOPs, for batch 1, N tokens, hidden h, intermediate i,
 L layers, patch p, C channels:
