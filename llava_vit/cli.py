@@ -6,10 +6,37 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import __version__, audit, export, presets, verify
+from . import (
+    __version__,
+    audit,
+    demo,
+    export,
+    guard,
+    local_hub,
+    presets,
+    publish,
+    repo_check,
+    scaffold,
+    sync,
+    upload,
+    verify,
+)
 from .errors import LlavaViTError
 
-COMMAND_MODULES = (presets, export, verify, audit)
+COMMAND_MODULES = (
+    presets,
+    scaffold,
+    export,
+    sync,
+    repo_check,
+    guard,
+    verify,
+    audit,
+    local_hub,
+    publish,
+    upload,
+    demo,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

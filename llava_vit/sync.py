@@ -1,0 +1,80 @@
+"""`llava-vit sync`: bring a model repo's generated parts back in line with the installed llava_vit.
+
+The standalone code files and config.json's `auto_map` are derived, never hand-edited: sync rewrites
+them from the installed package. As a pre-commit hook it fails when it changed something, like a
+formatter, leaving the fixed files in place to review and stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import LlavaViTError, UsageError
+from .export import AUTO_MAP
+from .provenance import write_code_files
+
+
+def load_config_json(repo: Path) -> dict:
+    """config.json of a model repo as a dict, or an error that says what is wrong with it."""
+    path = repo / "config.json"
+    if not path.is_file():
+        raise UsageError(f"{repo} has no config.json; run this in a model repo or pass its path")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise LlavaViTError(f"{path}: not valid JSON ({error}); fix it or re-export with `llava-vit export`") from None
+    if not isinstance(data, dict):
+        raise LlavaViTError(f"{path}: must hold a JSON object; re-create it with `llava-vit export`")
+    return data
+
+
+def sync_auto_map(repo: Path) -> bool:
+    """Set config.json's auto_map to exactly AUTO_MAP (atomic rewrite); True when it changed."""
+    data = load_config_json(repo)
+    if data.get("auto_map") == AUTO_MAP:
+        return False
+    data["auto_map"] = AUTO_MAP
+    path = repo / "config.json"
+    tmp = path.with_name(".config.json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return True
+
+
+def sync_repo(repo: Path) -> list[str]:
+    """Regenerate the code files and auto_map of the model repo at `repo`; return the files that changed."""
+    load_config_json(repo)
+    changed = write_code_files(repo)
+    if sync_auto_map(repo):
+        changed.append("config.json")
+    return changed
+
+
+def run(args: argparse.Namespace) -> int:
+    repo = Path(args.repo)
+    changed = sync_repo(repo)
+    for name in changed:
+        what = "auto_map" if name == "config.json" else "generated code"
+        print(
+            f"llava-vit sync: rewrote {name} ({what} must match llava-vit {__version__}, the installed package); "
+            f"review it and `git add {name}`",
+            file=sys.stderr,
+        )
+    return 1 if changed and args.fail_on_change else 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "sync",
+        help="regenerate a model repo's code files and auto_map from the installed llava_vit",
+        description="Rewrite the standalone code files and config.json's auto_map when they drifted.",
+    )
+    parser.add_argument("repo", nargs="?", default=".", help="model repo folder (default: current folder)")
+    parser.add_argument(
+        "--fail-on-change", action="store_true", help="exit 1 when a file was rewritten (the pre-commit hook uses it)"
+    )
+    parser.set_defaults(handler=run)
