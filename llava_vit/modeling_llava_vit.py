@@ -15,13 +15,9 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from .configuration_llava_vit import LlavaViTConfig
-
-try:
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-except ImportError:  # transformers < 4.48 has no attention interface: eager and torch's SDPA only
-    ALL_ATTENTION_FUNCTIONS = None
 
 
 def eager_attention_forward(
@@ -43,24 +39,6 @@ def eager_attention_forward(
     weights = F.dropout(weights, p=dropout, training=module.training)
     output = torch.matmul(weights, value).transpose(1, 2).contiguous()
     return output, weights
-
-
-def _torch_sdpa_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
-    output = F.scaled_dot_product_attention(
-        query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling
-    )
-    return output.transpose(1, 2).contiguous(), None
-
-
-def attention_function(implementation: str | None) -> Callable:
-    """The attention kernel registered under `implementation` in transformers (eager when unset)."""
-    if implementation in (None, "eager"):
-        return eager_attention_forward
-    if ALL_ATTENTION_FUNCTIONS is None:
-        return _torch_sdpa_forward
-    if hasattr(ALL_ATTENTION_FUNCTIONS, "get_interface"):
-        return ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
-    return ALL_ATTENTION_FUNCTIONS[implementation]
 
 
 def grid_positions(frames: int, height: int, width: int, device: torch.device | None = None) -> torch.Tensor:
@@ -190,9 +168,16 @@ class LlavaViTAttention(nn.Module):
         cos, signed_sin = rotary
         query, key = apply_rotary(query, cos, signed_sin), apply_rotary(key, cos, signed_sin)
 
+        attention_interface: Callable = eager_attention_forward
         # Only eager materialises the attention maps; asking for them selects it for this call.
-        implementation = "eager" if output_attentions else self.config._attn_implementation
-        output, weights = attention_function(implementation)(
+        if not output_attentions and self.config._attn_implementation not in (None, "eager"):
+            if hasattr(ALL_ATTENTION_FUNCTIONS, "get_interface"):  # transformers 5: validates the name
+                attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
+                    self.config._attn_implementation, eager_attention_forward
+                )
+            else:  # transformers 4.5x (this exact lookup also lets 4.57's set_attn_implementation switch it)
+                attention_interface = ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]
+        output, weights = attention_interface(
             self, query, key, value, None, scaling=self.scaling, dropout=0.0, is_causal=False
         )
         output = output.reshape(batch, length, -1)
