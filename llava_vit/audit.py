@@ -12,13 +12,12 @@ import json
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from . import __version__
 from .errors import LlavaViTError, UsageError
 from .export import AUTO_MAP
-from .provenance import CODE_FILES, canonical_source, read_provenance, sha256_text, strip_header
+from .provenance import CODE_FILES, canonical_source, read_provenance, release_of, strip_header
 
 ALLOWED_IMPORTS = frozenset(
     {"torch", "transformers", "typing", "math", "dataclasses", "collections", "functools", "__future__", "warnings"}
@@ -74,16 +73,6 @@ class AuditReport:
     @property
     def ok(self) -> bool:
         return not self.errors
-
-
-def known_releases() -> dict[str, dict[str, str]]:
-    """{version: {code file: sha256 of its canonical body}} for every published llava-vit release."""
-    return json.loads(resources.files("llava_vit").joinpath("releases.json").read_text(encoding="utf-8"))
-
-
-def release_of(name: str, body: str) -> str | None:
-    digest = sha256_text(body)
-    return next((version for version, files in known_releases().items() if files.get(name) == digest), None)
 
 
 def file_role(path: Path) -> str:

@@ -7,7 +7,7 @@ flash-attn is optional and reached only through transformers' attention interfac
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -15,13 +15,9 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from .configuration_llava_vit import LlavaViTConfig
-
-try:
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-except ImportError:  # transformers < 4.48 has no attention interface: eager and torch's SDPA only
-    ALL_ATTENTION_FUNCTIONS = None
 
 
 def eager_attention_forward(
@@ -35,29 +31,14 @@ def eager_attention_forward(
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Plain softmax attention on (B, H, N, D) inputs; returns (B, N, H, D) and the (B, H, N, N) weights."""
-    weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    # Scaling the (N, D) queries rather than the (N, N) scores saves a pass over the largest tensor.
+    weights = torch.matmul(query * scaling, key.transpose(-1, -2))
     if attention_mask is not None:
         weights = weights + attention_mask
     weights = F.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
     weights = F.dropout(weights, p=dropout, training=module.training)
     output = torch.matmul(weights, value).transpose(1, 2).contiguous()
     return output, weights
-
-
-def _torch_sdpa_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
-    output = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling)
-    return output.transpose(1, 2).contiguous(), None
-
-
-def attention_function(implementation: str | None) -> Callable:
-    """The attention kernel registered under `implementation` in transformers (eager when unset)."""
-    if implementation in (None, "eager"):
-        return eager_attention_forward
-    if ALL_ATTENTION_FUNCTIONS is None:
-        return _torch_sdpa_forward
-    if hasattr(ALL_ATTENTION_FUNCTIONS, "get_interface"):
-        return ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
-    return ALL_ATTENTION_FUNCTIONS[implementation]
 
 
 def grid_positions(frames: int, height: int, width: int, device: torch.device | None = None) -> torch.Tensor:
@@ -86,7 +67,10 @@ class LlavaViTRotaryEmbedding(nn.Module):
         self.theta = float(config.rope_theta)
 
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """positions (B, N, 3) -> cos, sin of shape (B, 1, N, head_dim) in float32."""
+        """positions (B, N, 3) -> cos and signed sin, both (B, 1, N, head_dim) in float32.
+
+        The sin carries the sign of the pair rotation (-, +, -, +, ...), see `apply_rotary`.
+        """
         positions = positions.float()
         angles = []
         for axis, size in enumerate(self.axis_sizes):
@@ -94,19 +78,24 @@ class LlavaViTRotaryEmbedding(nn.Module):
             angles.append(positions[..., axis : axis + 1] * inv_freq)
         angles = torch.cat(angles, dim=-1)
         angles = torch.cat([angles, angles], dim=-1).unsqueeze(1)
-        return angles.cos(), angles.sin()
+        signed_sin = angles.sin()
+        signed_sin[..., 0::2] *= -1
+        return angles.cos(), signed_sin
 
 
-def rotate_pairs(x: torch.Tensor) -> torch.Tensor:
-    """(x0, x1, x2, x3, ...) -> (-x1, x0, -x3, x2, ...): the interleaved pairing of the reference."""
-    even, odd = x[..., 0::2], x[..., 1::2]
-    return torch.stack([-odd, even], dim=-1).flatten(-2)
+def swap_pairs(x: torch.Tensor) -> torch.Tensor:
+    """(x0, x1, x2, x3, ...) -> (x1, x0, x3, x2, ...)."""
+    return x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, H, N, D) queries or keys in float32 and return them in their own dtype."""
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """x * cos + rotate(x) * sin on (B, H, N, D) queries or keys, computed in float32, returned in x's dtype.
+
+    rotate is the reference's interleaved pairing (x0, x1, x2, x3, ...) -> (-x1, x0, -x3, x2, ...), i.e. a pair
+    swap times the sign that `signed_sin` already carries: one copy and two passes, and no copy of a float32 x.
+    """
     xf = x.float()
-    return (xf * cos + rotate_pairs(xf) * sin).to(x.dtype)
+    return (xf * cos).addcmul_(swap_pairs(xf), signed_sin).to(x.dtype)
 
 
 class LlavaViTRMSNorm(nn.Module):
@@ -176,16 +165,24 @@ class LlavaViTAttention(nn.Module):
         query = self.q_proj(hidden_states).view(shape).transpose(1, 2)
         key = self.k_proj(hidden_states).view(shape).transpose(1, 2)
         value = self.v_proj(hidden_states).view(shape).transpose(1, 2)
-        cos, sin = rotary
-        query, key = apply_rotary(query, cos, sin), apply_rotary(key, cos, sin)
+        cos, signed_sin = rotary
+        query, key = apply_rotary(query, cos, signed_sin), apply_rotary(key, cos, signed_sin)
 
+        attention_interface: Callable = eager_attention_forward
         # Only eager materialises the attention maps; asking for them selects it for this call.
-        implementation = "eager" if output_attentions else self.config._attn_implementation
-        output, weights = attention_function(implementation)(
+        if not output_attentions and self.config._attn_implementation not in (None, "eager"):
+            if hasattr(ALL_ATTENTION_FUNCTIONS, "get_interface"):  # transformers 5: validates the name
+                attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
+                    self.config._attn_implementation, eager_attention_forward
+                )
+            else:  # transformers 4.5x (this exact lookup also lets 4.57's set_attn_implementation switch it)
+                attention_interface = ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]
+        output, weights = attention_interface(
             self, query, key, value, None, scaling=self.scaling, dropout=0.0, is_causal=False
         )
         output = output.reshape(batch, length, -1)
-        return self.out_proj(output), weights
+        # Unless asked for, let eager's (B, H, N, N) weights go now, not after the next layer has made its own.
+        return self.out_proj(output), weights if output_attentions else None
 
 
 class LlavaViTMLP(nn.Module):
@@ -343,10 +340,14 @@ class LlavaViTModel(LlavaViTPreTrainedModel):
 
     @staticmethod
     def _check_visible_indices(visible_indices: torch.Tensor, batch: int, length: int) -> None:
-        if not isinstance(visible_indices, torch.Tensor) or visible_indices.is_floating_point() or (
-            visible_indices.dtype == torch.bool
+        if (
+            not isinstance(visible_indices, torch.Tensor)
+            or visible_indices.is_floating_point()
+            or (visible_indices.dtype == torch.bool)
         ):
-            kind = visible_indices.dtype if isinstance(visible_indices, torch.Tensor) else type(visible_indices).__name__
+            kind = (
+                visible_indices.dtype if isinstance(visible_indices, torch.Tensor) else type(visible_indices).__name__
+            )
             raise ValueError(f"visible_indices must be an integer tensor (torch.long), got {kind}")
         if visible_indices.ndim != 2 or visible_indices.shape[0] != batch or visible_indices.shape[1] == 0:
             raise ValueError(
@@ -361,8 +362,11 @@ class LlavaViTModel(LlavaViTPreTrainedModel):
 
     @staticmethod
     def _check_patch_positions(positions: torch.Tensor, batch: int, lengths: tuple[int, ...]) -> None:
-        if not isinstance(positions, torch.Tensor) or positions.ndim != 3 or positions.shape[0] != batch or (
-            positions.shape[2] != 3 or positions.shape[1] not in lengths
+        if (
+            not isinstance(positions, torch.Tensor)
+            or positions.ndim != 3
+            or positions.shape[0] != batch
+            or (positions.shape[2] != 3 or positions.shape[1] not in lengths)
         ):
             shape = tuple(positions.shape) if isinstance(positions, torch.Tensor) else type(positions).__name__
             expected = " or ".join(f"({batch}, {n}, 3)" for n in dict.fromkeys(lengths))

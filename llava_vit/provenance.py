@@ -7,8 +7,11 @@ check, verify and audit can all tell exactly which release a repo's code came fr
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 from pathlib import Path
 
 from . import __version__
@@ -31,6 +34,18 @@ def canonical_source(name: str) -> str:
     if name not in CODE_FILES:
         raise ValueError(f"{name!r} is not a llava-vit code file; expected one of {', '.join(CODE_FILES)}")
     return (_PACKAGE_DIR / name).read_text(encoding="utf-8")
+
+
+@cache
+def known_releases() -> dict[str, dict[str, str]]:
+    """{version: {code file: sha256 of its body}} of every recorded release (scripts/record_release.py)."""
+    return json.loads(resources.files("llava_vit").joinpath("releases.json").read_text(encoding="utf-8"))
+
+
+def release_of(name: str, body: str) -> str | None:
+    """The recorded llava-vit release whose `name` has exactly this body, if any."""
+    digest = sha256_text(body)
+    return next((version for version, files in known_releases().items() if files.get(name) == digest), None)
 
 
 def render_code_file(name: str, body: str | None = None, version: str = __version__) -> str:

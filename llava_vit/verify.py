@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import UsageError
-from .provenance import CODE_FILES, read_provenance
+from .provenance import CODE_FILES, read_provenance, release_of, strip_header
 
 WORKER = Path(__file__).resolve().parent / "_verify_worker.py"
 DTYPE_CHOICES = ("float32", "bfloat16", "float16", "auto")
@@ -80,10 +80,12 @@ def provenance_check(code_files: dict[str, str | None]) -> Check:
             problems.append(
                 f"{name} was modified (its body no longer matches the llava-vit {provenance.version} header)"
             )
+        elif (release := release_of(name, strip_header(Path(path).read_text(encoding="utf-8")))) is None:
+            problems.append(f"{name} claims llava-vit {provenance.version} but matches no recorded llava-vit release")
         elif provenance.matches_installed:
-            found.append(f"{name}: llava-vit {provenance.version}")
+            found.append(f"{name}: llava-vit {release}")
         else:
-            found.append(f"{name}: llava-vit {provenance.version} (not the installed one, {__version__})")
+            found.append(f"{name}: llava-vit {release} (not the installed one, {__version__})")
     if problems:
         return Check(PROVENANCE, False, "; ".join(problems) + "; run `llava-vit sync` to restore the canonical files")
     return Check(PROVENANCE, True, "; ".join(found))

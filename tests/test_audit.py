@@ -9,10 +9,9 @@ import pytest
 from safetensors.torch import save_file
 
 import llava_vit
-from llava_vit.audit import known_releases
 from llava_vit.cli import main
 from llava_vit.export import AUTO_MAP
-from llava_vit.provenance import CODE_FILES, canonical_source, sha256_text, write_code_files
+from llava_vit.provenance import CODE_FILES, canonical_source, known_releases, sha256_text, write_code_files
 
 LFS_RULES = "*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.png filter=lfs diff=lfs merge=lfs -text\n"
 

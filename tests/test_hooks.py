@@ -44,7 +44,7 @@ def repo(made_repo: Path, tmp_path: Path) -> Path:
 def test_edited_code_and_auto_map_are_restored(repo: Path, env: dict[str, str]) -> None:
     modeling, config = repo / "modeling_llava_vit.py", repo / "config.json"
     original_modeling, original_config = modeling.read_text(), config.read_text()
-    modeling.write_text(original_modeling.replace("def rotate_pairs", "def rotate_pairs_edited"))
+    modeling.write_text(original_modeling + "\n# a hand edit\n")
     data = json.loads(original_config)
     del data["auto_map"]
     config.write_text(json.dumps(data, indent=2))

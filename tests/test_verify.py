@@ -152,13 +152,21 @@ def test_bad_targets_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_provenance_names_the_release(tmp_path: Path) -> None:
-    """An intact file from another release is named as such; a header whose body was edited is flagged."""
+    """Intact files are named by their recorded release; a self-consistent header on other code, or an edited
+    body, is flagged."""
+    current = {name: tmp_path / "release" / name for name in CODE_FILES}
+    (tmp_path / "release").mkdir()
+    for name, path in current.items():
+        path.write_text(render_code_file(name))
+    check = provenance_check({name: str(path) for name, path in current.items()})
+    assert check.passed and check.detail.count(f"llava-vit {__version__}") == 2
+
     older = {}
     for name in CODE_FILES:
         older[name] = tmp_path / name
         older[name].write_text(render_code_file(name, canonical_source(name) + "\n# 0.0.9 body\n", version="0.0.9"))
     check = provenance_check({name: str(path) for name, path in older.items()})
-    assert check.passed and check.detail.count(f"llava-vit 0.0.9 (not the installed one, {__version__})") == 2
+    assert not check.passed and "claims llava-vit 0.0.9 but matches no recorded llava-vit release" in check.detail
 
     current = tmp_path / "current"
     current.mkdir()

@@ -1,0 +1,71 @@
+"""The benchmark scripts: their FLOP formula against torch's counter, and that they run end to end (small sizes)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from llava_vit import LlavaViTConfig, LlavaViTModel
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _forward_benchmark():
+    spec = importlib.util.spec_from_file_location("forward_benchmark", BENCHMARKS / "forward.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 56, 56), (1, 3, 3, 28, 42)])
+@pytest.mark.parametrize("use_head", [False, True])
+def test_flop_formula_matches_torch_flop_counter(shape, use_head):
+    benchmark = _forward_benchmark()
+    config = LlavaViTConfig(
+        hidden_size=128, num_attention_heads=2, num_hidden_layers=2, intermediate_size=256, use_head=use_head
+    )
+    model = LlavaViTModel._from_config(config, attn_implementation="eager").eval()
+    # Grad mode on: the counter's module tracker needs autograd nodes; nothing is backpropagated.
+    with FlopCounterMode(display=False) as counter:
+        model(torch.randn(shape))
+    counted = counter.get_total_flops()
+    if use_head:
+        # nn.MultiheadAttention runs torch's fused CPU attention kernel, for which the counter has no formula:
+        # add its one query's scores and values, 2 * (2 * N * h).
+        counted += 2 * 2 * benchmark.token_count(config, shape) * config.hidden_size
+    assert benchmark.model_flops(config, shape) == counted
+
+
+def test_forward_benchmark_runs_and_reports():
+    command = [sys.executable, str(BENCHMARKS / "forward.py"), "--preset", "small", "--repeats", "1"]
+    done = subprocess.run([*command, "--input", "image 448x448"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| image")]
+    assert len(rows) == 2 + 1, done.stdout  # eager and sdpa, then their ratio row
+    # The small preset has 6 layers: sdpa runs the fused kernel in each (and the head), eager a softmax in each.
+    assert "| 7/0 |" in done.stdout and "| 1/6 |" in done.stdout, done.stdout
+    assert "- sdpa >= 85% of matmul throughput on the image 448x448: " in done.stdout
+
+
+def _gpu_check(*arguments: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(BENCHMARKS / "gpu_check.py"), "--dry-run", "--repeats", "1", *arguments]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+def test_gpu_check_dry_run_passes_parity():
+    done = _gpu_check()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "parity OK for sdpa, eager" in done.stdout
+    assert sum(line.startswith("| video") for line in done.stdout.splitlines()) == 4
+
+
+def test_gpu_check_fails_when_parity_does_not_hold():
+    done = _gpu_check("--tolerance", "0")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "PARITY FAILED" in done.stdout
