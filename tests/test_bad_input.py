@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from model_repos import export_repo
+from published_repos import export_repo
 from reference import REFERENCE, architecture, weights_path
 from safetensors.torch import load_file
 

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from model_repo import TINY_ANSWERS, copy_repo, git, run, tool_env
 from safetensors.torch import load_file, save_file
+from template_repos import TINY_ANSWERS, copy_repo, git, run, tool_env
 
 import llava_vit
 from llava_vit.guard import file_problems

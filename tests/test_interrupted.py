@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from model_repos import ARCH, commit_all, export_repo, git
+from published_repos import ARCH, commit_all, export_repo, git
 from reference import REFERENCE, architecture, weights_path
 
 from llava_vit import LlavaViTConfig

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from model_repos import ARCH, commit_all, export_repo, git, load_outputs, scaled_weights
+from published_repos import ARCH, commit_all, export_repo, git, load_outputs, scaled_weights
 from reference import architecture
 
 from llava_vit import LlavaViTConfig

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from model_repos import ARCH, commit_all, git, load_outputs, new_repo
+from published_repos import ARCH, commit_all, git, load_outputs, new_repo
 from reference import TOLERANCE, load_case
 
 from llava_vit.errors import LlavaViTError

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from model_repo import PROJECT, TINY_ANSWERS, copier_copy, copy_repo, git, run, tool_env
 from PIL import Image
 from safetensors.torch import load_file
+from template_repos import PROJECT, TINY_ANSWERS, copier_copy, copy_repo, git, run, tool_env
 
 from llava_vit import LlavaViTConfig
 from llava_vit.errors import LlavaViTError, UsageError
