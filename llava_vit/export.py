@@ -16,7 +16,6 @@ import glob
 import inspect
 import json
 import os
-import re
 import secrets
 import shutil
 import sys
@@ -33,6 +32,8 @@ from .configuration_llava_vit import PRESETS, LlavaViTConfig, resolve_preset
 from .errors import LlavaViTError, UsageError, describe_os_error
 from .modeling_llava_vit import LlavaViTModel
 from .provenance import write_code_files
+from .repo_id import RULE as REPO_ID_RULE
+from .repo_id import is_repo_id
 from .shards import DEFAULT_MAX_SHARD_SIZE, parse_size, write_weights
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -53,7 +54,6 @@ _BOOKKEEPING_KEYS = {
     "_attn_implementation_autoset",
     "attn_implementation",
 }
-_REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
 
 def _warn(message: str) -> None:
@@ -235,10 +235,8 @@ def _random_state(config: LlavaViTConfig) -> dict[str, torch.Tensor]:
 
 
 def _check_repo_id(repo_id: str) -> None:
-    if not _REPO_ID_RE.match(repo_id) or ".." in repo_id or repo_id.endswith((".git", ".")):
-        raise UsageError(
-            f"invalid --repo-id {repo_id!r}; use ORG/NAME with letters, digits, '-', '_' and '.', e.g. acme/my-vit"
-        )
+    if not is_repo_id(repo_id):
+        raise UsageError(f"invalid --repo-id {repo_id!r}; use {REPO_ID_RULE}")
 
 
 def export_model(

@@ -17,15 +17,15 @@ from huggingface_hub import constants, create_repo, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
 from .errors import LlavaViTError, UsageError
+from .repo_id import RULE, is_repo_id
 
-_REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _CREDENTIALS_RE = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 
 
 def validate_repo_id(repo_id: str) -> str:
     """`repo_id` if it is ORG/NAME as the Hub spells them (it also names folders: no `..`, no extra `/`)."""
-    if not _REPO_ID_RE.match(repo_id) or ".." in repo_id:
-        raise UsageError(f"{repo_id!r} is not a repo id; expected ORG/NAME (letters, digits, '-', '_', '.')")
+    if not is_repo_id(repo_id):
+        raise UsageError(f"{repo_id!r} is not a repo id; expected {RULE}")
     return repo_id
 
 

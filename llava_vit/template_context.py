@@ -18,6 +18,8 @@ from jinja2.ext import Extension
 from . import __version__
 from .configuration_llava_vit import PRESETS, LlavaViTConfig
 from .presets import parameter_count
+from .repo_id import RULE as REPO_ID_RULE
+from .repo_id import is_repo_id
 
 CUSTOM = "custom"
 CUSTOM_FIELDS = (
@@ -29,9 +31,6 @@ CUSTOM_FIELDS = (
     "layer_norm_type",
     "use_head",
 )
-# Hub rules: ORG/NAME, letters, digits, '-', '_', '.', no '--' or '..', no leading or trailing '-' or '.'.
-_REPO_PART = r"(?!.*(--|\.\.))[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
-_REPO_ID_RE = re.compile(rf"^{_REPO_PART}/{_REPO_PART}$")
 _LICENSE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
 
 
@@ -80,12 +79,7 @@ def architecture(preset: str, **fields: Any) -> dict[str, Any]:
 
 
 def repo_id_error(repo_id: str) -> str:
-    if _REPO_ID_RE.match(repo_id or ""):
-        return ""
-    return (
-        f"{repo_id!r} is not a Hub repo id: use ORG/NAME with letters, digits, '-', '_' or '.' "
-        "(no '--' or '..', not starting or ending with '-' or '.'), e.g. acme/my-vit"
-    )
+    return "" if is_repo_id(repo_id) else f"{repo_id!r} is not a Hub repo id: use {REPO_ID_RULE}"
 
 
 def weights_error(weights: str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -20,11 +19,11 @@ from pathlib import Path
 from . import __version__
 from .errors import UsageError
 from .provenance import CODE_FILES, read_provenance, release_of, strip_header
+from .repo_id import is_repo_id
 
 WORKER = Path(__file__).resolve().parent / "_verify_worker.py"
 DTYPE_CHOICES = ("float32", "bfloat16", "float16", "auto")
 PROVENANCE = "code provenance"
-_REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 @dataclass(frozen=True)
@@ -100,7 +99,7 @@ def _worker_environment(modules_cache: Path) -> dict[str, str]:
 def verify(target: str, revision: str | None = None, dtype: str = "float32", python: str | None = None) -> Report:
     """Run every check on a folder or Hub repo id; never raises for a failed check (see `Report.passed`)."""
     local = Path(target).is_dir()
-    if not local and not _REPO_ID_RE.match(target):
+    if not local and not is_repo_id(target):
         raise UsageError(f"{target} is neither an existing folder nor a Hub repo id (ORG/NAME)")
     if dtype not in DTYPE_CHOICES:
         raise UsageError(f"invalid dtype {dtype!r}; choose one of {', '.join(DTYPE_CHOICES)}")

@@ -253,6 +253,10 @@ CASES = [
         r"invalid --repo-id 'acme/my vit!'",
     ),
     Case("repo-id-three-parts", ["export", "out", "--preset", "small", "--repo-id", "a/b/c"], 2, r"invalid --repo-id"),
+    Case(
+        "repo-id-double-dash", ["export", "out", "--preset", "small", "--repo-id", "acme--x/y"], 2, r"no '--' or '\.\.'"
+    ),
+    Case("verify-repo-id-trailing-dot", ["verify", "acme/vit."], 2, r"neither an existing folder nor a Hub repo id"),
     # export: destinations
     Case(
         "destination-is-a-file",
