@@ -22,8 +22,9 @@ MAKE_CHECKPOINT = """
 import sys, torch
 from safetensors.torch import save_file
 from llava_vit import LlavaViTConfig
-from llava_vit.checkpoint import expected_shapes
-shapes = expected_shapes(LlavaViTConfig.from_preset(sys.argv[1]))
+from llava_vit.model.presets import preset_config
+from llava_vit.weights.checkpoint import expected_shapes
+shapes = expected_shapes(preset_config(sys.argv[1]))
 generator = torch.Generator().manual_seed(0)
 state = {name: torch.randn(shape, generator=generator) * 0.02 for name, shape in shapes.items()}
 torch.save({"model": {"module." + name: tensor for name, tensor in state.items()}}, sys.argv[2])

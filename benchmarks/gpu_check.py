@@ -39,6 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from llava_vit import LlavaViTConfig, LlavaViTModel  # noqa: E402
+from llava_vit.model.presets import preset_config
 
 IMPLEMENTATIONS = ("flash_attention_2", "sdpa", "eager")
 INPUTS = {"image 448x448": (1, 3, 448, 448), "video 8x224x224": (1, 3, 8, 224, 224)}
@@ -124,7 +125,7 @@ def main() -> int:
         if not torch.cuda.is_available():
             print("no CUDA device: run this on a GPU machine, or pass --dry-run to smoke-test it on CPU")
             return 2
-        device, config, inputs = torch.device("cuda"), LlavaViTConfig.from_preset("large"), INPUTS
+        device, config, inputs = torch.device("cuda"), preset_config("large"), INPUTS
         implementations = IMPLEMENTATIONS
         print(f"device: {torch.cuda.get_device_name(device)}")
     import transformers

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from .errors import CheckFailed
-from .local_hub import LocalHub
+from .hub.local_hub import LocalHub
 
 REPO_ID = "demo/llava-vit-small"
 
@@ -96,7 +96,7 @@ def run_demo(workdir: Path) -> None:
     python = sys.executable
 
     demo.title("Scaffold a model repo with copier (small preset, random weights)")
-    from .scaffold import template_path
+    from .scaffold.new import template_path
 
     demo.run(
         python,

@@ -22,25 +22,30 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import torch
-from transformers import PretrainedConfig
+from typing import TYPE_CHECKING
 
 from . import __version__
-from .checkpoint import SAFETENSORS_INDEX, expected_shapes, open_checkpoint, validate
-from .configuration_llava_vit import PRESETS, LlavaViTConfig, resolve_preset
 from .errors import LlavaViTError, UsageError, describe_os_error
-from .modeling_llava_vit import LlavaViTModel
-from .provenance import write_code_files
-from .repo_id import RULE as REPO_ID_RULE
-from .repo_id import is_repo_id
-from .shards import DEFAULT_MAX_SHARD_SIZE, parse_size, write_weights
+from .model.presets import PRESETS, resolve_preset
+from .repo_contract import (
+    ARCHITECTURES,
+    AUTO_MAP,
+    CONFIG_FILE,
+    PROCESSOR_FILE,
+    REPO_ID_RULE,
+    WEIGHTS_INDEX,
+    is_repo_id,
+    preprocessor_config,
+)
+from .repo_files import config_json_text, write_code_files
+from .weights.sizes import DEFAULT_MAX_SHARD_SIZE, parse_size
 
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-AUTO_MAP = {"AutoConfig": "configuration_llava_vit.LlavaViTConfig", "AutoModel": "modeling_llava_vit.LlavaViTModel"}
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
-BICUBIC = 3  # PIL.Image.Resampling.BICUBIC, the resampling CLIP was trained with
+if TYPE_CHECKING:
+    import torch
+
+    from .model.configuration_llava_vit import LlavaViTConfig
+
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
 RANDOM_SEED = 0
 # Keys a config.json may carry that are transformers' bookkeeping, not architecture: ignored by --config.
 _BOOKKEEPING_KEYS = {
@@ -61,6 +66,8 @@ def _warn(message: str) -> None:
 
 
 def _architecture_fields() -> list[str]:
+    from .model.configuration_llava_vit import LlavaViTConfig
+
     parameters = inspect.signature(LlavaViTConfig.__init__).parameters.values()
     return [p.name for p in parameters if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
 
@@ -77,6 +84,8 @@ def config_from_file(path: Path) -> dict:
         raise UsageError(f"config {path} must hold a JSON object of config fields, found {type(data).__name__}")
     if data.get("model_type", LlavaViTConfig.model_type) != LlavaViTConfig.model_type:
         raise UsageError(f"config {path} is for model_type {data['model_type']!r}, not {LlavaViTConfig.model_type!r}")
+    from transformers import PretrainedConfig
+
     fields = _architecture_fields()
     ignored = _BOOKKEEPING_KEYS | set(PretrainedConfig().to_dict())
     unknown = [key for key in data if key not in fields and key not in ignored]
@@ -95,6 +104,8 @@ def build_config(
     preset: str | None = None, config_path: Path | None = None, image_size: int | None = None
 ) -> LlavaViTConfig:
     """The config from a preset name or a JSON file, with `image_size` overriding; bad geometry is a usage error."""
+    from .model.configuration_llava_vit import LlavaViTConfig
+
     if (preset is None) == (config_path is None):
         raise UsageError("give exactly one of --preset NAME or --config PATH")
     try:
@@ -109,31 +120,11 @@ def build_config(
 def config_json(config: LlavaViTConfig, dtype: str) -> str:
     """config.json text: architectures, auto_map, and the dtype under both names (4.5x reads torch_dtype)."""
     config = copy.deepcopy(config)
-    config.architectures = ["LlavaViTModel"]
+    config.architectures = list(ARCHITECTURES)
     config.auto_map = dict(AUTO_MAP)
     data = json.loads(config.to_json_string(use_diff=True))
-    data.update(architectures=["LlavaViTModel"], auto_map=dict(AUTO_MAP), dtype=dtype, torch_dtype=dtype)
-    return json.dumps(data, indent=2, sort_keys=True) + "\n"
-
-
-def preprocessor_config(image_size: int) -> dict:
-    """CLIP-style processing whose output is exactly image_size x image_size whatever the input's aspect ratio:
-    a plain resize to (S, S) and no crop (the seed resized the short side and cropped a 448 model to 224)."""
-    square = {"height": image_size, "width": image_size}
-    return {
-        "image_processor_type": "CLIPImageProcessor",
-        "do_convert_rgb": True,
-        "do_resize": True,
-        "size": square,
-        "resample": BICUBIC,
-        "do_center_crop": False,
-        "crop_size": square,
-        "do_rescale": True,
-        "rescale_factor": 1 / 255,
-        "do_normalize": True,
-        "image_mean": CLIP_MEAN,
-        "image_std": CLIP_STD,
-    }
+    data.update(architectures=list(ARCHITECTURES), auto_map=dict(AUTO_MAP), dtype=dtype, torch_dtype=dtype)
+    return config_json_text(data)
 
 
 def _is_empty_dir(path: Path) -> bool:
@@ -224,6 +215,10 @@ def staged_folder(out: Path, force: bool) -> Iterator[Path]:
 
 
 def _random_state(config: LlavaViTConfig) -> dict[str, torch.Tensor]:
+    import torch
+
+    from .model.modeling_llava_vit import LlavaViTModel
+
     _warn(
         "WARNING: no --weights given: the exported model has RANDOM weights (initialised with seed "
         f"{RANDOM_SEED}). It loads and runs, but its outputs mean nothing; export a trained checkpoint "
@@ -255,11 +250,16 @@ def export_model(
     out = Path(os.path.normpath(Path(out).absolute()))
     if not out.name:
         raise UsageError(f"cannot export to {out}; name a folder")
-    if dtype not in DTYPES:
-        raise UsageError(f"invalid dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    if dtype not in DTYPE_NAMES:
+        raise UsageError(f"invalid dtype {dtype!r}; choose one of {', '.join(DTYPE_NAMES)}")
     max_bytes = parse_size(max_shard_size)
     if repo_id is not None:
         _check_repo_id(repo_id)
+    import torch
+
+    from .weights.checkpoint import expected_shapes, open_checkpoint, validate
+    from .weights.shards import write_weights
+
     if out.parent.is_dir():
         recover_interrupted(out)
     _check_destination(out, force)
@@ -273,10 +273,10 @@ def export_model(
             fetch = _random_state(config).__getitem__
         with staged_folder(out, force) as staging:
             write_code_files(staging)
-            (staging / "config.json").write_text(config_json(config, dtype), encoding="utf-8")
+            (staging / CONFIG_FILE).write_text(config_json(config, dtype), encoding="utf-8")
             processor = json.dumps(preprocessor_config(config.image_size), indent=2) + "\n"
-            (staging / "preprocessor_config.json").write_text(processor, encoding="utf-8")
-            written = write_weights(staging, shapes, DTYPES[dtype], fetch, max_bytes)
+            (staging / PROCESSOR_FILE).write_text(processor, encoding="utf-8")
+            written = write_weights(staging, shapes, getattr(torch, dtype), fetch, max_bytes)
     except OSError as error:
         raise LlavaViTError(f"export to {out} failed, nothing was written: {describe_os_error(error)}") from None
     finally:
@@ -295,8 +295,8 @@ def summary(out: Path, repo_id: str | None = None) -> str:
     """What an export folder holds and what to do next, for the command line."""
     weights = sorted(out.glob("*.safetensors"))
     size = sum(path.stat().st_size for path in weights) / 1e6
-    files = weights[0].name if len(weights) == 1 else f"{len(weights)} shards + {SAFETENSORS_INDEX}"
-    dtype = json.loads((out / "config.json").read_text(encoding="utf-8"))["dtype"]
+    files = weights[0].name if len(weights) == 1 else f"{len(weights)} shards + {WEIGHTS_INDEX}"
+    dtype = json.loads((out / CONFIG_FILE).read_text(encoding="utf-8"))["dtype"]
     lines = [
         f"exported {out}: {dtype} weights in {files} ({size:.1f} MB), code of llava-vit {__version__}",
         f"check it: llava-vit verify {out}",
@@ -306,7 +306,7 @@ def summary(out: Path, repo_id: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     config = build_config(args.preset, args.config, args.image_size)
     out = export_model(args.out, config, args.weights, args.dtype, args.repo_id, args.max_shard_size, args.force)
     print(summary(out, args.repo_id))
@@ -330,7 +330,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help=".safetensors (file or sharded folder) or .pth/.pt/.bin state dict; without it weights are random",
     )
-    parser.add_argument("--dtype", choices=list(DTYPES), default="float32", help="dtype of the written weights")
+    parser.add_argument("--dtype", choices=DTYPE_NAMES, default="float32", help="dtype of the written weights")
     parser.add_argument("--image-size", type=int, metavar="N", help="override the config's image_size")
     parser.add_argument("--repo-id", metavar="ORG/NAME", help="Hub repo the folder is meant for")
     parser.add_argument(
@@ -340,4 +340,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="split weights into shards above this size (e.g. 5GB, 500MB, or bytes; default 5GB)",
     )
     parser.add_argument("--force", action="store_true", help="replace a non-empty OUT, once the new one is complete")
-    parser.set_defaults(handler=_run)
+    parser.set_defaults(handler=run)

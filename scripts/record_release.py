@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from llava_vit import __version__
-from llava_vit.provenance import CODE_FILES, canonical_source, sha256_text
+from llava_vit.repo_contract import CODE_FILES, canonical_source, sha256_text
 
 TABLE = Path(__file__).resolve().parent.parent / "llava_vit" / "releases.json"
 

@@ -6,10 +6,15 @@ import os
 import subprocess
 import sys
 import venv
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from llava_vit.hub.local_hub import LocalHub
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -63,3 +68,42 @@ def clean_python() -> Path:
     )
     assert probe.returncode == 0, f"{python} can import llava_vit; a clean environment must not"
     return python
+
+
+@pytest.fixture(scope="session")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment for git, pre-commit and copier subprocesses, independent of the machine's user config."""
+    from template_repos import tool_env
+
+    return tool_env(tmp_path_factory.mktemp("tools"))
+
+
+@pytest.fixture(scope="session")
+def made_repo(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> Path:
+    """One tiny model repo made by `llava-vit new` (template, export, hooks, first commit) for the session.
+
+    Tests never change it: they take a copy (`tiny_repo`)."""
+    from template_repos import TINY_ANSWERS, run
+
+    dest = tmp_path_factory.mktemp("new") / "hooks-vit"
+    answers = [arg for key, value in TINY_ANSWERS.items() if key != "preset" for arg in ("--answer", f"{key}={value}")]
+    cmd = [sys.executable, "-m", "llava_vit", "new", str(dest), "--repo-id", "acme/hooks-vit", "--preset", "custom"]
+    run([*cmd, *answers], cwd=dest.parent, env=env)
+    return dest
+
+
+@pytest.fixture
+def tiny_repo(made_repo: Path, tmp_path: Path) -> Path:
+    """A private copy of the session's tiny model repo, .git (hooks, LFS objects) included."""
+    from template_repos import copy_repo
+
+    return copy_repo(made_repo, tmp_path / made_repo.name)
+
+
+@pytest.fixture(scope="session")
+def local_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
+    """One olah server on 127.0.0.1 for the whole session, stopped even when a test fails."""
+    from llava_vit.hub.local_hub import LocalHub
+
+    with LocalHub(tmp_path_factory.mktemp("hub")) as running:
+        yield running

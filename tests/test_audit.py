@@ -10,8 +10,8 @@ from safetensors.torch import save_file
 
 import llava_vit
 from llava_vit.cli import main
-from llava_vit.export import AUTO_MAP
-from llava_vit.provenance import CODE_FILES, canonical_source, known_releases, sha256_text, write_code_files
+from llava_vit.repo_contract import AUTO_MAP, CODE_FILES, canonical_source, known_releases, sha256_text
+from llava_vit.repo_files import write_code_files
 
 LFS_RULES = "*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.png filter=lfs diff=lfs merge=lfs -text\n"
 

@@ -20,9 +20,9 @@ from safetensors.torch import load_file, save_file
 
 from llava_vit import LlavaViTConfig
 from llava_vit.cli import main
-from llava_vit.export import AUTO_MAP, CLIP_MEAN, CLIP_STD, export_model
-from llava_vit.provenance import CODE_FILES, render_code_file
-from llava_vit.shards import parse_size
+from llava_vit.export import export_model
+from llava_vit.repo_contract import AUTO_MAP, CLIP_MEAN, CLIP_STD, CODE_FILES, render_code_file
+from llava_vit.weights.sizes import parse_size
 
 TESTS = Path(__file__).parent
 AUTO_MAP_EXACT = {

@@ -10,35 +10,20 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file, save_file
-from template_repos import TINY_ANSWERS, copy_repo, git, run, tool_env
+from template_repos import git, run
 
 import llava_vit
-from llava_vit.guard import file_problems
-from llava_vit.lfs import lfs_push_hook_problems
-from llava_vit.provenance import read_provenance, render_code_file
-from llava_vit.repo_check import fast_problems, full_problems
+from llava_vit.checks.check import fast_problems, full_problems
+from llava_vit.checks.guard import file_problems
+from llava_vit.git_lfs import lfs_push_hook_problems
+from llava_vit.repo_contract import judge_code, render_code_file
 
 PRE_COMMIT = [sys.executable, "-m", "pre_commit"]
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    return tool_env(tmp_path_factory.mktemp("tools"))
-
-
-@pytest.fixture(scope="module")
-def made_repo(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> Path:
-    """A tiny model repo made by `llava-vit new` (the package rendering its own template)."""
-    dest = tmp_path_factory.mktemp("new") / "hooks-vit"
-    answers = [arg for key, value in TINY_ANSWERS.items() if key != "preset" for arg in ("--answer", f"{key}={value}")]
-    cmd = [sys.executable, "-m", "llava_vit", "new", str(dest), "--repo-id", "acme/hooks-vit", "--preset", "custom"]
-    run([*cmd, *answers], cwd=dest.parent, env=env)
-    return dest
-
-
 @pytest.fixture
-def repo(made_repo: Path, tmp_path: Path) -> Path:
-    return copy_repo(made_repo, tmp_path / "hooks-vit")
+def repo(tiny_repo: Path) -> Path:
+    return tiny_repo
 
 
 def test_edited_code_and_auto_map_are_restored(repo: Path, env: dict[str, str]) -> None:
@@ -100,8 +85,8 @@ def test_new_canonical_code_is_synced_into_the_repo(repo: Path, env: dict[str, s
     result = run([*PRE_COMMIT, "run", "llava-vit-sync", "--all-files"], cwd=repo, env=newer, ok=False)
     assert "rewrote modeling_llava_vit.py" in result.stdout + result.stderr
     assert (repo / "modeling_llava_vit.py").read_text() == render_code_file("modeling_llava_vit.py", newer_body)
-    provenance = read_provenance(repo / "modeling_llava_vit.py")
-    assert provenance.body_intact and not provenance.matches_installed  # intact, but from the newer release
+    verdict = judge_code("modeling_llava_vit.py", (repo / "modeling_llava_vit.py").read_text())
+    assert verdict.body_intact and not verdict.installed  # intact, but from the newer release
     run([*PRE_COMMIT, "run", "llava-vit-sync", "--all-files"], cwd=repo, env=newer)
 
 

@@ -23,10 +23,10 @@ from published_repos import ARCH, commit_all, export_repo, git
 from reference import REFERENCE, architecture, weights_path
 
 from llava_vit import LlavaViTConfig
+from llava_vit.checks.sync import sync_repo
 from llava_vit.cli import main
 from llava_vit.export import export_model
-from llava_vit.provenance import CODE_FILES, canonical_source, render_code_file
-from llava_vit.sync import sync_repo
+from llava_vit.repo_contract import CODE_FILES, canonical_source, render_code_file
 
 # Big enough that writing its shards takes a noticeable time, small enough for a CI machine.
 MID = {

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from reference import architecture
 from llava_vit import LlavaViTConfig
 from llava_vit.errors import LlavaViTError, UsageError
 from llava_vit.export import export_model
-from llava_vit.local_hub import STATE_FILE, LocalHub
+from llava_vit.hub.local_hub import STATE_FILE, LocalHub
 
 REPO_ID = "tiny-org/tiny-vit"
 
@@ -37,10 +36,8 @@ def _get_json(url: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory) -> Iterator[LocalHub]:
-    """One olah server for the module, stopped even when a test fails."""
-    with LocalHub(tmp_path_factory.mktemp("hub")) as running:
-        yield running
+def hub(local_hub: LocalHub) -> LocalHub:
+    return local_hub
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel
 
 from llava_vit import LlavaViTConfig, LlavaViTModel, select_patches_by_residual
+from llava_vit.model.presets import preset_config
 
 
 @pytest.fixture(scope="module", params=ARCHITECTURES)
@@ -81,17 +82,17 @@ def _expected_parameters(c: LlavaViTConfig) -> int:
 
 @pytest.mark.parametrize("preset", ["small", "base", "large", "huge", "giant"])
 def test_preset_parameter_counts(preset):
-    from llava_vit.presets import parameter_count
+    from llava_vit.model.presets import parameter_count
 
-    config = LlavaViTConfig.from_preset(preset)
+    config = preset_config(preset)
     assert parameter_count(config) == _expected_parameters(config)
-    assert LlavaViTConfig.from_preset(f"hf_llava_vit_{preset}_ln").to_dict() == config.to_dict()
+    assert preset_config(f"hf_llava_vit_{preset}_ln").to_dict() == config.to_dict()
 
 
 def test_preset_overrides_and_defaults():
-    config = LlavaViTConfig.from_preset("small", image_size=224)
+    config = preset_config("small", image_size=224)
     assert (config.image_size, config.hidden_size, config.patch_size) == (224, 384, 16)
-    assert LlavaViTConfig().to_dict() == LlavaViTConfig.from_preset("large").to_dict()
+    assert LlavaViTConfig().to_dict() == preset_config("large").to_dict()
 
 
 @pytest.mark.parametrize(
@@ -117,7 +118,7 @@ def test_invalid_geometry_fails_at_config_time(fields, message):
 
 def test_unknown_preset_lists_valid_names():
     with pytest.raises(ValueError, match=r"unknown preset 'medium'; valid presets: small, base, large, huge, giant"):
-        LlavaViTConfig.from_preset("medium")
+        preset_config("medium")
 
 
 def test_registered_with_auto_classes(tmp_path):

@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,17 +14,15 @@ from published_repos import ARCH, commit_all, git, load_outputs, new_repo
 from reference import TOLERANCE, load_case
 
 from llava_vit.errors import LlavaViTError
-from llava_vit.local_hub import LocalHub, free_port
-from llava_vit.publish import publish as publish_repo
+from llava_vit.hub.local_hub import LocalHub, free_port
+from llava_vit.hub.publish import publish as publish_repo
 
 REPO_ID = "tiny-org/published-vit"
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory) -> Iterator[LocalHub]:
-    """One olah server for the module, stopped even when a test fails."""
-    with LocalHub(tmp_path_factory.mktemp("hub")) as running:
-        yield running
+def hub(local_hub: LocalHub) -> LocalHub:
+    return local_hub
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,14 @@ import torch
 import yaml
 from PIL import Image
 from safetensors.torch import load_file
-from template_repos import PROJECT, TINY_ANSWERS, copier_copy, copy_repo, git, run, tool_env
+from template_repos import PROJECT, TINY_ANSWERS, copier_copy, copy_repo, git, run
 
 from llava_vit import LlavaViTConfig
+from llava_vit.checks.check import card_metadata, fast_problems
 from llava_vit.errors import LlavaViTError, UsageError
 from llava_vit.export import export_model
-from llava_vit.provenance import CODE_FILES, read_provenance
-from llava_vit.repo_check import card_metadata, fast_problems
-from llava_vit.scaffold import render_repo, template_path
+from llava_vit.repo_contract import CODE_FILES, judge_code
+from llava_vit.scaffold.new import render_repo, template_path
 
 REPO_FILES = {
     ".copier-answers.yml",
@@ -34,11 +34,6 @@ REPO_FILES = {
     "modeling_llava_vit.py",
     "preprocessor_config.json",
 }
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    return tool_env(tmp_path_factory.mktemp("tools"))
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +70,7 @@ def assert_scaffolded(repo: Path, env: dict[str, str], repo_id: str) -> None:
     # git-lfs went first: pre-commit kept its hook as pre-push.legacy and chains to it.
     assert "git lfs pre-push" in (hooks / "pre-push.legacy").read_text()
     assert "pre-commit" in (hooks / "pre-push").read_text()
-    assert all(read_provenance(repo / name).matches_installed for name in CODE_FILES)
+    assert all(judge_code(name, (repo / name).read_text()).installed for name in CODE_FILES)
     answers = yaml.safe_load((repo / ".copier-answers.yml").read_text())
     assert answers["repo_id"] == repo_id and answers["_src_path"]
     card = (repo / "README.md").read_text()

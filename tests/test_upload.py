@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from llava_vit.errors import UsageError
-from llava_vit.local_hub import free_port
-from llava_vit.upload import upload as upload_repo
+from llava_vit.hub.local_hub import free_port
+from llava_vit.hub.upload import upload as upload_repo
 
 
 def upload(tmp_path: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -13,10 +13,10 @@ import pytest
 from reference import REFERENCE, weights_path
 
 from llava_vit import LlavaViTConfig, __version__
+from llava_vit.checks.verify import PROVENANCE, Check, Report, provenance_check
 from llava_vit.cli import main
 from llava_vit.export import export_model
-from llava_vit.provenance import CODE_FILES, canonical_source, render_code_file
-from llava_vit.verify import PROVENANCE, Check, Report, provenance_check
+from llava_vit.repo_contract import CODE_FILES, canonical_source, render_code_file
 
 ARCH = "tiny_nohead_p8"
 CHECKS = [

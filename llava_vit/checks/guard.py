@@ -12,11 +12,10 @@ import re
 import sys
 from pathlib import Path
 
-from .errors import UsageError
-from .lfs import git, lfs_tracked
+from ..errors import UsageError
+from ..git_lfs import git, lfs_tracked
+from ..repo_contract import MAX_PLAIN_BYTES, looks_like_pickle
 
-MAX_PLAIN_BYTES = 10 * 1024 * 1024
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle")
 TOKEN_RE = re.compile(rb"(?<![A-Za-z0-9])hf_[A-Za-z0-9]{30,}")
 _BINARY_SNIFF_BYTES = 8000
 
@@ -39,7 +38,9 @@ def file_problems(repo: Path, names: list[str]) -> list[str]:
         path = repo / name
         if not path.is_file():
             continue
-        if name.lower().endswith(PICKLE_SUFFIXES):
+        with path.open("rb") as handle:
+            head = handle.read(_BINARY_SNIFF_BYTES)
+        if looks_like_pickle(head):
             problems.append(
                 f"{name}: pickle checkpoints are not published (loading one runs arbitrary code); convert it "
                 f"with `llava-vit export --weights {name} ...` to safetensors and `git rm --cached {name}`"
@@ -47,8 +48,7 @@ def file_problems(repo: Path, names: list[str]) -> list[str]:
             continue
         in_lfs = name in tracked
         size = path.stat().st_size
-        with path.open("rb") as handle:
-            binary = _is_binary(handle.read(_BINARY_SNIFF_BYTES))
+        binary = _is_binary(head)
         if not in_lfs and size > MAX_PLAIN_BYTES:
             problems.append(
                 f"{name}: {size / 2**20:.1f} MB outside git-lfs; the Hub rejects files over 10 MB without LFS: "

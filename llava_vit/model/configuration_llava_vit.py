@@ -11,37 +11,13 @@ from transformers import PretrainedConfig
 
 LAYER_NORM_TYPES = ("layer_norm", "rms_norm")
 
-# Architecture of each preset; everything else takes the config's defaults.
-PRESETS: dict[str, dict[str, int]] = {
-    "small": dict(patch_size=16, hidden_size=384, num_attention_heads=6, num_hidden_layers=6, intermediate_size=1536),
-    "base": dict(patch_size=16, hidden_size=768, num_attention_heads=12, num_hidden_layers=12, intermediate_size=3072),
-    "large": dict(
-        patch_size=14, hidden_size=1024, num_attention_heads=16, num_hidden_layers=24, intermediate_size=4096
-    ),
-    "huge": dict(patch_size=14, hidden_size=1536, num_attention_heads=16, num_hidden_layers=27, intermediate_size=4608),
-    "giant": dict(
-        patch_size=14, hidden_size=1536, num_attention_heads=16, num_hidden_layers=40, intermediate_size=6144
-    ),
-}
-# The seed tool's model-registry names.
-PRESET_ALIASES: dict[str, str] = {f"hf_llava_vit_{name}_ln": name for name in PRESETS}
-
-
-def resolve_preset(name: str) -> str:
-    """Return the canonical preset name for `name` or one of its seed aliases."""
-    key = name.strip().lower()
-    key = PRESET_ALIASES.get(key, key)
-    if key not in PRESETS:
-        valid = ", ".join([*PRESETS, *PRESET_ALIASES])
-        raise ValueError(f"unknown preset {name!r}; valid presets: {valid}")
-    return key
-
 
 class LlavaViTConfig(PretrainedConfig):
     """Configuration of a LlavaViT encoder: a ViT with 3D RoPE (4:6:6 over T/H/W) and a PMA pooling head.
 
-    The defaults are the `large` preset. Geometry is checked here so that a wrong
-    combination fails when the config is made, not deep inside a forward pass.
+    The defaults are the `large` preset (the other variants live in llava-vit's presets table, not in this
+    file). Geometry is checked here so that a wrong combination fails when the config is made, not deep
+    inside a forward pass.
     """
 
     model_type = "llava_vit"
@@ -113,10 +89,5 @@ class LlavaViTConfig(PretrainedConfig):
                 f"unknown layer_norm_type {self.layer_norm_type!r}; expected one of {', '.join(LAYER_NORM_TYPES)}"
             )
 
-    @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> LlavaViTConfig:
-        """Build the config of a named preset (small/base/large/huge/giant or a seed alias)."""
-        return cls(**{**PRESETS[resolve_preset(name)], **overrides})
 
-
-__all__ = ["LlavaViTConfig", "PRESETS", "PRESET_ALIASES", "resolve_preset"]
+__all__ = ["LlavaViTConfig"]

@@ -14,10 +14,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .configuration_llava_vit import PRESETS
-from .errors import LlavaViTError, UsageError
+from ..errors import LlavaViTError, UsageError
+from ..model.presets import PRESETS
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent  # llava_vit/
 
 
 def template_path() -> Path:

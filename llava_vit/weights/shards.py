@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import struct
 import sys
 from collections.abc import Callable
@@ -18,42 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
+from huggingface_hub.utils import tqdm
 
-from .checkpoint import SAFETENSORS_FILE, SAFETENSORS_INDEX, TORCH_TO_SAFETENSORS
-from .errors import LlavaViTError, UsageError
-
-DEFAULT_MAX_SHARD_SIZE = "5GB"
-_UNITS = {
-    "": 1,
-    "B": 1,
-    "KB": 10**3,
-    "MB": 10**6,
-    "GB": 10**9,
-    "TB": 10**12,
-    "KIB": 2**10,
-    "MIB": 2**20,
-    "GIB": 2**30,
-    "TIB": 2**40,
-}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
-
-
-def parse_size(text: str | int) -> int:
-    """Bytes in "5GB", "500MB", "1KB", "2GiB" or a plain number of bytes (decimal units, as transformers)."""
-    if isinstance(text, int):
-        size = text
-    else:
-        match = _SIZE_RE.match(text)
-        unit = match[2].upper() if match else None
-        if match is None or unit not in _UNITS:
-            raise UsageError(
-                f"invalid size {text!r}; use a number of bytes or a number with a unit, e.g. 5GB, 500MB, 1KB, 2GiB"
-            )
-        size = int(float(match[1]) * _UNITS[unit])
-    if size <= 0:
-        raise UsageError(f"invalid size {text!r}: it must be positive")
-    return size
+from ..errors import LlavaViTError
+from ..repo_contract import WEIGHTS_INDEX, shard_file_names
+from .checkpoint import TORCH_TO_SAFETENSORS
 
 
 @dataclass(frozen=True)
@@ -84,12 +52,6 @@ def plan_shards(entries: list[Entry], max_bytes: int) -> list[list[Entry]]:
         shards[-1].append(entry)
         size += entry.nbytes
     return shards
-
-
-def shard_file_names(count: int) -> list[str]:
-    if count == 1:
-        return [SAFETENSORS_FILE]
-    return [f"model-{i:05d}-of-{count:05d}.safetensors" for i in range(1, count + 1)]
 
 
 def _header(entries: list[Entry], code: str) -> bytes:
@@ -159,5 +121,5 @@ def write_weights(
             "metadata": {"total_size": total},
             "weight_map": {entry.name: name for name, shard in zip(names, shards, strict=True) for entry in shard},
         }
-        (folder / SAFETENSORS_INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        (folder / WEIGHTS_INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return written

@@ -29,10 +29,6 @@ from PIL import Image  # noqa: E402
 from safetensors import safe_open  # noqa: E402
 from transformers import AutoConfig, AutoImageProcessor, AutoModel  # noqa: E402
 
-AUTO_MAP = {"AutoConfig": "configuration_llava_vit.LlavaViTConfig", "AutoModel": "modeling_llava_vit.LlavaViTModel"}
-CODE_FILES = ("configuration_llava_vit.py", "modeling_llava_vit.py")
-INDEX = "model.safetensors.index.json"
-SINGLE = "model.safetensors"
 FRAMES = 4
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
 # eager vs sdpa: max abs difference allowed; absolute in float32, times max(1, max |output|) in half precision.
@@ -47,6 +43,11 @@ class Request:
         self.local: bool = data["local"]
         self.revision: str | None = data.get("revision")
         self.dtype = DTYPES[data.get("dtype", "float32")]
+        # What a llava-vit repo is comes from the parent (llava_vit.repo_contract): this file cannot import it.
+        self.auto_map: dict[str, str] = data["auto_map"]
+        self.code_files: list[str] = data["code_files"]
+        self.weights_file: str = data["weights_file"]
+        self.weights_index: str = data["weights_index"]
 
     def file(self, name: str, required: bool = False) -> Path | None:
         """Where the repo's file `name` is on disk (downloaded through the Hub cache for a repo id).
@@ -143,9 +144,9 @@ class Verification:
         raw_path = self.request.file("config.json", required=True)
         pinned = self.request.pin_commit(raw_path)
         auto_map = json.loads(raw_path.read_text(encoding="utf-8")).get("auto_map")
-        if auto_map != AUTO_MAP:
+        if auto_map != self.request.auto_map:
             raise Failure(
-                f"config.json auto_map is {auto_map!r}, expected exactly {AUTO_MAP!r} "
+                f"config.json auto_map is {auto_map!r}, expected exactly {self.request.auto_map!r} "
                 "(without it AutoModel cannot find the repo's code; re-export or run `llava-vit sync`)"
             )
         config = AutoConfig.from_pretrained(self.request.target, trust_remote_code=True, **self.request.load_kwargs())
@@ -198,18 +199,18 @@ class Verification:
         )
 
     def weights_match(self) -> str:
-        single = self.request.file(SINGLE)
+        single = self.request.file(self.request.weights_file)
         if single is not None:
             files = [single]
         else:
-            index = self.request.file(INDEX)
+            index = self.request.file(self.request.weights_index)
             if index is None:
-                raise Failure(f"neither {SINGLE} nor {INDEX} found")
+                raise Failure(f"neither {self.request.weights_file} nor {self.request.weights_index} found")
             names = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
             files = [self.request.file(name) for name in names]
             absent = [name for name, file in zip(names, files, strict=True) if file is None]
             if absent:
-                raise Failure(f"{INDEX} lists shards that are missing: {', '.join(absent)}")
+                raise Failure(f"{self.request.weights_index} lists shards that are missing: {', '.join(absent)}")
         state = self.model.state_dict()
         seen, different = set(), []
         for path in files:
@@ -351,7 +352,9 @@ class Verification:
         run("eager and sdpa agree", self.attention_agrees, ("image forward",))
         return {
             "checks": [{"name": name, **result} for name, result in self.checks.results.items()],
-            "code_files": {name: str(path) if (path := self.request.file(name)) else None for name in CODE_FILES},
+            "code_files": {
+                name: str(path) if (path := self.request.file(name)) else None for name in self.request.code_files
+            },
             "environment": {
                 "python": sys.executable,
                 "torch": torch.__version__,

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from huggingface_hub import HfApi
 
-from .configuration_llava_vit import resolve_preset
-from .errors import UsageError
-from .hub_access import endpoint, ensure_hub_repo, hub_errors, require_token, validate_repo_id
+from ..errors import UsageError
+from ..model.presets import resolve_preset
+from ..scaffold.new import render_repo
+from .access import endpoint, ensure_hub_repo, hub_errors, require_token, validate_repo_id
 from .publish import full_check, loading_snippet
-from .scaffold import render_repo
 
 # What the check's import probe may leave behind (the template's .gitignore keeps it out of git repos).
 UPLOAD_IGNORED = ["__pycache__/*", "*.py[cod]"]

@@ -14,10 +14,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__
-from .errors import LlavaViTError, UsageError
-from .export import AUTO_MAP
-from .provenance import CODE_FILES, canonical_source, read_provenance, release_of, strip_header
+from .. import __version__
+from ..errors import LlavaViTError, UsageError
+from ..repo_contract import AUTO_MAP, CODE_FILES, MAX_PLAIN_BYTES, canonical_source, judge_code, strip_header
 
 ALLOWED_IMPORTS = frozenset(
     {"torch", "transformers", "typing", "math", "dataclasses", "collections", "functools", "__future__", "warnings"}
@@ -47,7 +46,6 @@ RISKY_CALLS = {
 }
 _CODE_MODULES = {name.removesuffix(".py") for name in CODE_FILES}
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-LFS_THRESHOLD = 10 * 1024 * 1024
 
 
 @dataclass
@@ -200,19 +198,20 @@ def audit_folder(folder: Path, target: str, commit: str | None) -> AuditReport:
     for rel, path in zip(relative, files, strict=True):
         if path.name.endswith(PICKLE_SUFFIXES):
             report.errors.append(Finding(rel, 0, "pickle file: loading it can run arbitrary code; ask for safetensors"))
-        if rel not in covered and (path.stat().st_size > LFS_THRESHOLD or _is_binary(path)):
+        if rel not in covered and (path.stat().st_size > MAX_PLAIN_BYTES or _is_binary(path)):
             report.warnings.append(Finding(rel, 0, "binary or > 10 MB but not tracked by LFS in .gitattributes"))
         if path.suffix != ".py":
             continue
         source = path.read_text(encoding="utf-8", errors="replace")
         if path.name in canonical_names:
             body = strip_header(source)
-            release = release_of(path.name, body)
-            header = read_provenance(path)
-            if release:
-                report.code[rel] = f"identical to llava-vit {release}"
+            verdict = judge_code(path.name, source)
+            if verdict.release:
+                report.code[rel] = f"identical to llava-vit {verdict.release}"
             else:
-                claimed = f" (header claims llava-vit {header.version})" if header else " (no provenance header)"
+                claimed = (
+                    f" (header claims llava-vit {verdict.claimed})" if verdict.claimed else " (no provenance header)"
+                )
                 report.code[rel] = f"MODIFIED: matches no llava-vit release{claimed}"
                 report.errors.append(Finding(rel, 0, "code differs from every llava-vit release; see the diff below"))
                 report.diffs[rel] = "".join(

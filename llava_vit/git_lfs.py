@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import LlavaViTError
-from .safetensors_header import LFS_POINTER_PREFIX
+from .weights.safetensors_header import LFS_POINTER_PREFIX
 
 
 def git(repo: Path, *args: str, stdin: str | None = None) -> str:

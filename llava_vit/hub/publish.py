@@ -18,13 +18,13 @@ from pathlib import Path
 
 import yaml
 
-from .errors import CheckFailed, LlavaViTError, UsageError
-from .hub_access import endpoint, ensure_hub_repo, hub_repo_id, redact, require_token, validate_repo_id
+from ..checks.check import full_problems
+from ..errors import CheckFailed, LlavaViTError, UsageError
+from ..repo_contract import ANSWERS_FILE
+from .access import endpoint, ensure_hub_repo, hub_repo_id, redact, require_token, validate_repo_id
 from .local_hub import LocalHub, default_hub_dir
-from .repo_check import full_problems
 
 HUB_BRANCH = "main"
-ANSWERS_FILE = ".copier-answers.yml"
 FULL_CHECK_HOOK = "llava-vit-check-full"
 
 

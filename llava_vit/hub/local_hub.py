@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from .errors import LlavaViTError, UsageError
-from .hub_access import validate_repo_id
+from ..errors import LlavaViTError, UsageError
+from .access import validate_repo_id
 
 OLAH_REQUIREMENT = "olah>=0.5.4,<0.6"
 STATE_FILE = "local-hub.json"

@@ -12,22 +12,24 @@ import json
 import sys
 from pathlib import Path
 
-from . import __version__
-from .errors import LlavaViTError, UsageError
-from .export import AUTO_MAP
-from .provenance import write_code_files
+from .. import __version__
+from ..errors import LlavaViTError, UsageError
+from ..repo_contract import AUTO_MAP, CONFIG_FILE, MAX_JSON_BYTES
+from ..repo_files import config_json_text, with_auto_map, write_atomic, write_code_files
 
 
 def load_config_json(repo: Path) -> dict:
     """config.json of a model repo as a dict, or an error that says what is wrong with it."""
-    path = repo / "config.json"
+    path = repo / CONFIG_FILE
     if not repo.is_dir():
         raise UsageError(f"{repo} is not a folder; pass a model repo folder (or run this inside one)")
     if not path.is_file():
         raise UsageError(f"{repo} has no config.json; run this in a model repo or pass its path")
+    if path.stat().st_size > MAX_JSON_BYTES:
+        raise LlavaViTError(f"{path}: larger than {MAX_JSON_BYTES // 2**20} MB, not a config; re-export it")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise LlavaViTError(f"{path}: not valid JSON ({error}); fix it or re-export with `llava-vit export`") from None
     if not isinstance(data, dict):
         raise LlavaViTError(f"{path}: must hold a JSON object; re-create it with `llava-vit export`")
@@ -39,11 +41,7 @@ def sync_auto_map(repo: Path) -> bool:
     data = load_config_json(repo)
     if data.get("auto_map") == AUTO_MAP:
         return False
-    data["auto_map"] = AUTO_MAP
-    path = repo / "config.json"
-    tmp = path.with_name(".config.json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(repo / CONFIG_FILE, config_json_text(with_auto_map(data)))
     return True
 
 
@@ -52,7 +50,7 @@ def sync_repo(repo: Path) -> list[str]:
     load_config_json(repo)
     changed = write_code_files(repo)
     if sync_auto_map(repo):
-        changed.append("config.json")
+        changed.append(CONFIG_FILE)
     return changed
 
 
@@ -60,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     repo = Path(args.repo)
     changed = sync_repo(repo)
     for name in changed:
-        what = "auto_map" if name == "config.json" else "generated code"
+        what = "auto_map" if name == CONFIG_FILE else "generated code"
         print(
             f"llava-vit sync: rewrote {name} ({what} must match llava-vit {__version__}, the installed package); "
             f"review it and `git add {name}`",

@@ -10,25 +10,23 @@ from __future__ import annotations
 import json
 import pickle
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
 
-from .configuration_llava_vit import LlavaViTConfig
-from .errors import LlavaViTError, UsageError
-from .modeling_llava_vit import LlavaViTModel
+from ..errors import LlavaViTError, UsageError
+from ..model.configuration_llava_vit import LlavaViTConfig
+from ..model.modeling_llava_vit import LlavaViTModel
+from ..repo_contract import WEIGHTS_FILE, WEIGHTS_INDEX, ZIP_MAGIC
 
-PICKLE_SUFFIXES = (".pth", ".pt", ".bin")
-SAFETENSORS_INDEX = "model.safetensors.index.json"
-SAFETENSORS_FILE = "model.safetensors"
+# Suffixes read as a torch state dict (torch.load with weights_only=True).
+TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 WRAPPER_KEYS = ("model", "state_dict")
 PREFIX = "module."
 LISTED = 20
-ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_PROTO = b"\x80"
 _TORCH_BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation")
 
@@ -139,13 +137,13 @@ def _add(originals: dict[str, str], key: str, path: Path) -> str:
 def _safetensors_files(path: Path) -> list[Path]:
     """The safetensors files behind `path`: a file, an index file, or a folder holding either."""
     if path.is_dir():
-        if (path / SAFETENSORS_INDEX).is_file():
-            path = path / SAFETENSORS_INDEX
-        elif (path / SAFETENSORS_FILE).is_file():
-            return [path / SAFETENSORS_FILE]
+        if (path / WEIGHTS_INDEX).is_file():
+            path = path / WEIGHTS_INDEX
+        elif (path / WEIGHTS_FILE).is_file():
+            return [path / WEIGHTS_FILE]
         else:
             raise UsageError(
-                f"{path} is a folder without {SAFETENSORS_INDEX} or {SAFETENSORS_FILE}; pass the weights file "
+                f"{path} is a folder without {WEIGHTS_INDEX} or {WEIGHTS_FILE}; pass the weights file "
                 "itself (.safetensors, .pth, .pt or .bin)"
             )
     if path.name.endswith(".index.json"):
@@ -266,21 +264,12 @@ def open_checkpoint(path: Path) -> Checkpoint:
         raise UsageError(f"weights {path} do not exist; pass the path of a .safetensors, .pth, .pt or .bin file")
     if path.is_dir() or path.suffix == ".safetensors" or path.name.endswith(".index.json"):
         return _open_safetensors(path)
-    if path.suffix in PICKLE_SUFFIXES:
+    if path.suffix in TORCH_SUFFIXES:
         return _open_pickle(path)
     raise UsageError(
         f"weights {path}: unknown format {path.suffix!r}; use .safetensors (file, index or sharded folder) "
         "or a torch state dict (.pth, .pt, .bin)"
     )
-
-
-@contextmanager
-def opened_checkpoint(path: Path) -> Iterator[Checkpoint]:
-    checkpoint = open_checkpoint(path)
-    try:
-        yield checkpoint
-    finally:
-        checkpoint.close()
 
 
 def _listing(label: str, items: list[str]) -> str:

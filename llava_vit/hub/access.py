@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 from huggingface_hub import constants, create_repo, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
-from .errors import LlavaViTError, UsageError
-from .repo_id import RULE, is_repo_id
+from ..errors import LlavaViTError, UsageError
+from ..repo_contract import REPO_ID_RULE as RULE
+from ..repo_contract import is_repo_id
 
 _CREDENTIALS_RE = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 

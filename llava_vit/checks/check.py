@@ -1,0 +1,405 @@
+"""`llava-vit check`: prove fast, without loading tensors or importing torch, that a model repo will load.
+
+The fast check reads only small files and safetensors headers. What only the model code knows (is
+config.json a valid config, which tensors and shapes it needs) comes from a probe: the repo's own code
+files, imported in a clean interpreter (`python -I`) that builds the model on the meta device. The probe
+runs only on code that is byte for byte a llava-vit release (a hostile clone's code is never run), and
+its answer is cached under `.git/` by the code, config.json and torch/transformers versions, so the
+everyday commit never pays for importing torch. `--full` adds the real load (`llava-vit verify`) and the
+git-lfs object check that the pre-push hook runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+from ..errors import LlavaViTError
+from ..repo_contract import (
+    AUTO_MAP,
+    CARD_FILE,
+    CARD_METADATA,
+    CLIP_MEAN,
+    CLIP_STD,
+    CODE_FILES,
+    CONFIG_FILE,
+    MAX_CODE_BYTES,
+    MAX_JSON_BYTES,
+    MAX_SHARD_BYTES,
+    MODEL_TYPE,
+    PROCESSOR_FILE,
+    WEIGHTS_FILE,
+    WEIGHTS_INDEX,
+    is_license_id,
+    judge_code,
+    parse_index,
+    processor_output_size,
+)
+from ..weights.safetensors_header import TORCH_DTYPE_NAMES, HeaderError, read_header
+from .sync import load_config_json
+
+_MAX_LISTED = 5
+_PROBE_VERSION = "1"
+
+# Imports the repo folder as a package named after nothing installed (so only the repo's own files are used),
+# builds the config from config.json and the model on the meta device, and prints what they say as JSON.
+_PROBE = """
+import importlib, importlib.machinery, importlib.util, json, sys
+repo, auto_map = sys.argv[1], json.loads(sys.argv[2])
+spec = importlib.machinery.ModuleSpec("llava_vit_model_repo", None, is_package=True)
+spec.submodule_search_locations = [repo]
+sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+classes = {}
+for kind, target in auto_map.items():
+    module, _, name = target.rpartition(".")
+    classes[kind] = getattr(importlib.import_module(spec.name + "." + module), name)
+import torch
+with open(repo + "/config.json", encoding="utf-8") as handle:
+    data = json.load(handle)
+try:
+    config = classes["AutoConfig"].from_dict(data)
+except (TypeError, ValueError) as error:
+    print(json.dumps({"config_error": str(error)}))
+    raise SystemExit(0)
+with torch.device("meta"):
+    model = classes["AutoModel"](config)
+shapes = {name: list(tensor.shape) for name, tensor in model.state_dict().items()}
+print(json.dumps({"config_error": None, "image_size": config.image_size, "shapes": shapes}))
+"""
+
+
+@dataclass
+class ModelFacts:
+    """What the repo's own code says about its config.json: an error, or the image size and tensor shapes."""
+
+    config_error: str | None = None
+    image_size: int | None = None
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    problem: str | None = None  # the probe itself failed (the code does not import)
+
+
+def _listed(names: list[str]) -> str:
+    shown = ", ".join(names[:_MAX_LISTED])
+    return shown + (f" and {len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else "")
+
+
+def _cache_dir(repo: Path) -> Path:
+    """`.git/llava-vit/probe` of a git repo (never published, per clone); else the user's cache."""
+    git_dir = repo / ".git"
+    if git_dir.is_dir() and not git_dir.is_symlink():
+        return git_dir / "llava-vit" / "probe"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llava-vit" / "probe"
+
+
+def _probe_key(repo: Path) -> str:
+    """The code files' and config.json's bytes, and the versions that run them (the same for python and python3)."""
+    digest = hashlib.sha256(_PROBE_VERSION.encode())
+    for name in (*CODE_FILES, CONFIG_FILE):
+        digest.update(name.encode() + b"\0" + (repo / name).read_bytes() + b"\0")
+    for package in ("torch", "transformers"):
+        try:
+            version = importlib_metadata.version(package)
+        except importlib_metadata.PackageNotFoundError:
+            version = "missing"
+        digest.update(f"{package}={version}\0".encode())
+    digest.update(f"{sys.version_info[0]}.{sys.version_info[1]}".encode())
+    return digest.hexdigest()
+
+
+class ModelProbe:
+    """The probe of one repo: answered from the cache, or run in a clean interpreter while the rest is checked."""
+
+    def __init__(self, repo: Path) -> None:
+        self.repo = repo.resolve()
+        self.cache = _cache_dir(repo) / f"{_probe_key(repo)}.json"
+        self.process: subprocess.Popen | None = None
+        self.cached: ModelFacts | None = None
+        try:
+            self.cached = ModelFacts(**json.loads(self.cache.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            self.process = subprocess.Popen(
+                [sys.executable, "-I", "-B", "-c", _PROBE, str(self.repo), json.dumps(AUTO_MAP)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.communicate()
+
+    def facts(self) -> ModelFacts:
+        if self.cached is not None:
+            return self.cached
+        assert self.process is not None
+        stdout, stderr = self.process.communicate()
+        if self.process.returncode != 0:
+            last = (stderr.strip().splitlines() or ["no output"])[-1]
+            return ModelFacts(
+                problem=f"code: importing the repo's code in a clean interpreter failed ({last}); run `llava-vit sync`"
+            )
+        data = json.loads(stdout.strip().splitlines()[-1])
+        facts = ModelFacts(
+            config_error=data["config_error"],
+            image_size=data.get("image_size"),
+            shapes={name: tuple(shape) for name, shape in data.get("shapes", {}).items()},
+        )
+        try:
+            self.cache.parent.mkdir(parents=True, exist_ok=True)
+            record = {**facts.__dict__, "shapes": {k: list(v) for k, v in facts.shapes.items()}}
+            self.cache.write_text(json.dumps(record), encoding="utf-8")
+        except OSError:
+            pass  # a read-only clone still checks, only slower next time
+        facts.shapes = {name: tuple(shape) for name, shape in facts.shapes.items()}
+        return facts
+
+
+def config_problems(data: dict) -> list[str]:
+    problems = []
+    if data.get("model_type") != MODEL_TYPE:
+        problems.append(
+            f"config.json: model_type is {data.get('model_type')!r}, expected 'llava_vit'; "
+            "re-create it with `llava-vit export`"
+        )
+    if data.get("auto_map") != AUTO_MAP:
+        problems.append(f"config.json: auto_map must be exactly {json.dumps(AUTO_MAP)}; run `llava-vit sync`")
+    return problems
+
+
+def code_problems(repo: Path) -> list[str]:
+    """Each code file must be this installed llava-vit's, byte for byte under its header."""
+    problems = []
+    for name in CODE_FILES:
+        path = repo / name
+        if path.is_symlink() or not path.is_file():
+            problems.append(f"{name}: missing (or not a regular file); run `llava-vit sync`")
+            continue
+        if path.stat().st_size > MAX_CODE_BYTES:
+            problems.append(f"{name}: larger than any llava-vit code file; run `llava-vit sync`")
+            continue
+        try:
+            verdict = judge_code(name, path.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError:
+            problems.append(f"{name}: not UTF-8 text, so not llava-vit's code; run `llava-vit sync`")
+            continue
+        if verdict.problem is not None:
+            problems.append(f"{verdict.problem}; run `llava-vit sync`")
+        elif not verdict.installed:
+            problems.append(
+                f"{name}: generated by llava-vit {verdict.claimed}, differs from the installed package; "
+                "run `llava-vit sync`"
+            )
+    return problems
+
+
+def _read_json(path: Path) -> object:
+    if path.stat().st_size > MAX_JSON_BYTES:
+        raise ValueError(f"larger than {MAX_JSON_BYTES // 2**20} MB")
+    return json.loads(path.read_bytes().decode("utf-8"))
+
+
+def _weight_files(repo: Path) -> tuple[dict[str, str] | None, list[str], list[str]]:
+    """(weight_map from the index or None, shard names, problems)."""
+    index_path = repo / WEIGHTS_INDEX
+    if index_path.is_file():
+        try:
+            if index_path.stat().st_size > MAX_JSON_BYTES:
+                raise ValueError("too large")
+            weight_map = parse_index(index_path.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return None, [], [f"{WEIGHTS_INDEX}: not a valid index (needs a weight_map); re-export the weights"]
+        return weight_map, sorted(set(weight_map.values())), []
+    if (repo / WEIGHTS_FILE).is_file():
+        return None, [WEIGHTS_FILE], []
+    return None, [], [f"{WEIGHTS_FILE}: missing; export weights with `llava-vit export`"]
+
+
+def weight_problems(repo: Path, data: dict, expected: dict[str, tuple[int, ...]] | None) -> list[str]:
+    """Names, shapes and dtypes of the safetensors files against the tensors the model needs (`expected`)."""
+    weight_map, shards, problems = _weight_files(repo)
+    found: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for shard in shards:
+        path = repo / shard
+        if not path.is_file():
+            problems.append(f"{shard}: listed in {WEIGHTS_INDEX} but missing; re-export the weights")
+            continue
+        if path.stat().st_size > MAX_SHARD_BYTES:
+            problems.append(f"{shard}: larger than 5 GB; re-export with `llava-vit export --max-shard-size 5GB`")
+        try:
+            header = read_header(path)
+        except HeaderError as error:
+            problems.append(f"{shard}: {error}")
+            continue
+        for name, entry in header.tensors.items():
+            if weight_map is not None and weight_map.get(name) != shard:
+                problems.append(f"{shard}: holds {name}, which {WEIGHTS_INDEX} maps to {weight_map.get(name)}")
+            found[name] = (entry.dtype, entry.shape)
+    if weight_map is not None:
+        absent = sorted(name for name in weight_map if name not in found and (repo / weight_map[name]).is_file())
+        if absent:
+            problems.append(f"{WEIGHTS_INDEX}: maps tensors that no shard holds: {_listed(absent)}")
+    if expected is None or not shards:
+        return problems
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = [
+        f"{name} {list(found[name][1])} != {list(shape)}"
+        for name, shape in sorted(expected.items())
+        if name in found and found[name][1] != shape
+    ]
+    if missing:
+        problems.append(f"weights: missing tensors {_listed(missing)}; config.json and the weights disagree")
+    if unexpected:
+        problems.append(f"weights: unexpected tensors {_listed(unexpected)}; config.json and the weights disagree")
+    if wrong:
+        problems.append(f"weights: wrong shapes {_listed(wrong)}; config.json and the weights disagree")
+    declared = data.get("dtype") or data.get("torch_dtype")
+    stored = sorted({TORCH_DTYPE_NAMES.get(dtype, dtype) for dtype, _ in found.values()})
+    if declared and stored and stored != [declared]:
+        problems.append(f"weights: stored as {', '.join(stored)} but config.json declares dtype {declared}; re-export")
+    return problems
+
+
+def processor_problems(repo: Path, image_size: int | None) -> list[str]:
+    path = repo / PROCESSOR_FILE
+    fix = "re-create it with `llava-vit export`"
+    if not path.is_file():
+        return [f"preprocessor_config.json: missing; {fix}"]
+    try:
+        processor = _read_json(path)
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        return [f"preprocessor_config.json: not valid JSON ({error}); {fix}"]
+    if not isinstance(processor, dict):
+        return [f"preprocessor_config.json: must hold a JSON object; {fix}"]
+    problems = []
+    size = processor_output_size(processor)
+    if image_size is not None and size != (image_size, image_size):
+        problems.append(
+            f"preprocessor_config.json: outputs {size or 'a variable size'}, the model expects "
+            f"{image_size}x{image_size} (image_size); {fix}"
+        )
+    for key, expected in (("image_mean", CLIP_MEAN), ("image_std", CLIP_STD)):
+        value = processor.get(key)
+        if (
+            not isinstance(value, list)
+            or len(value) != 3
+            or not all(isinstance(a, int | float) for a in value)
+            or any(abs(a - b) > 1e-6 for a, b in zip(value, expected, strict=True))
+        ):
+            problems.append(f"preprocessor_config.json: {key} must be the CLIP values {expected}; {fix}")
+    return problems
+
+
+def card_metadata(text: str) -> dict | None:
+    """The YAML metadata block at the top of a model card, or None when there is none."""
+    import yaml
+
+    match = re.match(r"\A---\s*\n(.*?\n)---\s*(\n|\Z)", text, re.DOTALL)
+    if match is None:
+        return None
+    data = yaml.safe_load(match[1])
+    return data if isinstance(data, dict) else None
+
+
+def card_problems(repo: Path) -> list[str]:
+    import yaml
+
+    path = repo / CARD_FILE
+    if not path.is_file():
+        return ["README.md: missing model card; `copier update` (or `copier copy`) the llava-vit template"]
+    try:
+        metadata = card_metadata(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        return ["README.md: not UTF-8 text; save the model card as UTF-8"]
+    except yaml.YAMLError as error:
+        return [f"README.md: card metadata is not valid YAML ({str(error).splitlines()[0]}); fix the block"]
+    if metadata is None:
+        return ["README.md: no YAML metadata block (--- ... ---) at the top; add library_name, pipeline_tag, license"]
+    problems = [
+        f"README.md: metadata {key} must be {value!r}, got {metadata.get(key)!r}"
+        for key, value in CARD_METADATA.items()
+        if metadata.get(key) != value
+    ]
+    license_id = metadata.get("license")
+    if not is_license_id(license_id):
+        problems.append(f"README.md: metadata license must be a Hub license id such as apache-2.0, got {license_id!r}")
+    tags = metadata.get("tags")
+    if tags is not None and (not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags)):
+        problems.append("README.md: metadata tags must be a list of strings")
+    return problems
+
+
+def fast_problems(repo: Path) -> list[str]:
+    """Everything the pre-commit check proves, one fix-it line per problem; reads no tensor data, and runs
+    the repo's code (in a clean interpreter, cached) only when it is byte for byte a llava-vit release."""
+    data = load_config_json(repo)
+    problems = config_problems(data) + code_problems(repo)
+    probe = ModelProbe(repo) if not problems else None
+    try:
+        card = card_problems(repo)
+        facts = probe.facts() if probe is not None else ModelFacts()
+    except BaseException:
+        if probe is not None:
+            probe.kill()
+        raise
+    if facts.problem:
+        problems.append(facts.problem)
+    if facts.config_error:
+        problems.append(f"config.json: {facts.config_error}; fix the value or re-create it with `llava-vit export`")
+    expected = facts.shapes or None
+    problems += weight_problems(repo, data, expected)
+    problems += processor_problems(repo, facts.image_size)
+    return problems + card
+
+
+def full_problems(repo: Path) -> list[str]:
+    """The pre-push check: the fast check; in a git repo, every LFS file has its object and git-lfs's
+    pre-push hook will upload them; then, when all that passed, `llava-vit verify` (a real load and
+    forward in a fresh interpreter)."""
+    from ..git_lfs import lfs_object_problems, lfs_push_hook_problems
+    from .verify import verify
+
+    problems = fast_problems(repo)
+    lfs_problems = lfs_object_problems(repo) + lfs_push_hook_problems(repo) if (repo / ".git").exists() else []
+    if problems or lfs_problems:
+        return problems + lfs_problems
+    report = verify(str(repo))
+    if report.passed:
+        return []
+    hint = f"run `llava-vit verify {repo}` for the full report"
+    failed = [check for check in report.checks if not check.passed]
+    return [f"verify: {check.name}: {check.detail}; {hint}" for check in failed] or [f"verify: no checks ran; {hint}"]
+
+
+def run(args: argparse.Namespace) -> int:
+    repo = Path(args.repo)
+    if not repo.is_dir():
+        raise LlavaViTError(f"{repo} is not a folder; pass a model repo folder")
+    problems = full_problems(repo) if args.full else fast_problems(repo)
+    for problem in problems:
+        print(f"llava-vit check: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "check",
+        help="prove fast (no tensor data read) that a model repo is consistent and loadable",
+        description="Check config, weights headers, code provenance, processor, card metadata and code imports.",
+    )
+    parser.add_argument("repo", nargs="?", default=".", help="model repo folder (default: current folder)")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="also check that every git-lfs file has its object and run `llava-vit verify` (the pre-push hook)",
+    )
+    parser.set_defaults(handler=run)

@@ -1,0 +1,223 @@
+"""What a llava-vit model repo *is*: the one owner of its file names, `auto_map`, code files, processor
+config, size limits, license and repo-id rules, the shard index format and the code-provenance verdict.
+
+export writes what this module describes; sync, check, verify, audit, guard and the template read it.
+It imports neither torch nor transformers, so every fast path (CLI parsing, the hooks, audit) can use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+from . import __version__
+
+# --- files -------------------------------------------------------------------------------------------
+MODEL_TYPE = "llava_vit"
+CONFIG_FILE = "config.json"
+PROCESSOR_FILE = "preprocessor_config.json"
+CARD_FILE = "README.md"
+ANSWERS_FILE = ".copier-answers.yml"
+WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_INDEX = "model.safetensors.index.json"
+SHARD_NAME = "model-{index:05d}-of-{count:05d}.safetensors"
+# The standalone code a repo ships (canonical copies live in llava_vit/model/), and how transformers finds it.
+CODE_FILES = ("configuration_llava_vit.py", "modeling_llava_vit.py")
+AUTO_MAP = {"AutoConfig": "configuration_llava_vit.LlavaViTConfig", "AutoModel": "modeling_llava_vit.LlavaViTModel"}
+ARCHITECTURES = ["LlavaViTModel"]
+
+# --- limits ------------------------------------------------------------------------------------------
+MAX_PLAIN_BYTES = 10 * 1024 * 1024  # the Hub rejects larger files outside git-lfs
+MAX_SHARD_BYTES = 5 * 10**9  # the Hub's limit per LFS file, and transformers' default shard size
+MAX_JSON_BYTES = 10 * 1024 * 1024  # config, processor and index files are small: refuse to parse a bomb
+MAX_CODE_BYTES = 2 * 1024 * 1024  # a code file larger than this is not llava-vit's
+
+# --- processor ---------------------------------------------------------------------------------------
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+BICUBIC = 3  # PIL.Image.Resampling.BICUBIC, the resampling CLIP was trained with
+
+
+def preprocessor_config(image_size: int) -> dict:
+    """CLIP-style processing whose output is exactly image_size x image_size whatever the input's aspect ratio:
+    a plain resize to (S, S) and no crop (the seed resized the short side and cropped a 448 model to 224)."""
+    square = {"height": image_size, "width": image_size}
+    return {
+        "image_processor_type": "CLIPImageProcessor",
+        "do_convert_rgb": True,
+        "do_resize": True,
+        "size": square,
+        "resample": BICUBIC,
+        "do_center_crop": False,
+        "crop_size": square,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": CLIP_MEAN,
+        "image_std": CLIP_STD,
+    }
+
+
+def processor_output_size(processor: dict) -> tuple[int, int] | None:
+    """Height and width every image comes out at, or None when it depends on the input's aspect ratio."""
+
+    def dims(value: object) -> tuple[int, int] | None:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value, value
+        if isinstance(value, dict) and isinstance(value.get("height"), int) and isinstance(value.get("width"), int):
+            return value["height"], value["width"]
+        return None
+
+    if processor.get("do_center_crop"):
+        return dims(processor.get("crop_size"))
+    if processor.get("do_resize", True):
+        return dims(processor.get("size"))
+    return None
+
+
+# --- card, license, repo id --------------------------------------------------------------------------
+CARD_METADATA = {"library_name": "transformers", "pipeline_tag": "image-feature-extraction"}
+_LICENSE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
+# Letters, digits, '-', '_', '.'; no '--' or '..'; no leading or trailing '-' or '.'; at most 96 characters a part.
+_REPO_PART = r"(?!.*(--|\.\.))[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
+_REPO_ID_RE = re.compile(rf"^{_REPO_PART}/{_REPO_PART}$")
+REPO_ID_RULE = (
+    "ORG/NAME with letters, digits, '-', '_' or '.' (no '--' or '..', not starting or ending with '-' or '.'), "
+    "e.g. acme/my-vit"
+)
+
+
+def is_license_id(text: object) -> bool:
+    """A Hub license id such as apache-2.0, mit, cc-by-4.0 or other."""
+    return isinstance(text, str) and bool(_LICENSE_RE.match(text))
+
+
+def is_repo_id(text: str | None) -> bool:
+    """The Hub's rule for ORG/NAME."""
+    return isinstance(text, str) and bool(_REPO_ID_RE.match(text))
+
+
+# --- weights -----------------------------------------------------------------------------------------
+def shard_file_names(count: int) -> list[str]:
+    """transformers' names for `count` weight files."""
+    if count == 1:
+        return [WEIGHTS_FILE]
+    return [SHARD_NAME.format(index=i, count=count) for i in range(1, count + 1)]
+
+
+def parse_index(text: str) -> dict[str, str]:
+    """The `weight_map` of a shard index (tensor name -> shard file name); ValueError when malformed."""
+    data = json.loads(text)
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not all(
+        isinstance(key, str) and isinstance(value, str) for key, value in weight_map.items()
+    ):
+        raise ValueError("not a shard index: it needs a weight_map of tensor name -> shard file")
+    for shard in set(weight_map.values()):
+        if "/" in shard or "\\" in shard or not shard.endswith(".safetensors") or shard.startswith("."):
+            raise ValueError(f"shard {shard!r} is not a .safetensors file name in the repo's top folder")
+    return weight_map
+
+
+# Pickles run code when loaded: recognised by content, never by suffix alone.
+ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTOCOL_RE = re.compile(rb"\A\x80[\x02-\x05]")
+
+
+def looks_like_pickle(head: bytes) -> bool:
+    """Does a file starting with `head` (its first few KB) hold a pickle: a torch.save zip archive
+    (`<name>/data.pkl` inside), or a raw pickle of protocol 2-5 (legacy torch.save, joblib, plain pickle)?"""
+    if head.startswith(ZIP_MAGIC):
+        return b"data.pkl" in head or b".pkl" in head
+    return bool(_PICKLE_PROTOCOL_RE.match(head))
+
+
+# --- code provenance ---------------------------------------------------------------------------------
+_CANONICAL_DIR = Path(__file__).resolve().parent / "model"
+_HEADER_RE = re.compile(
+    r"\A# Generated by llava-vit (?P<version>\S+) from llava_vit/(?:model/)?(?P<name>\S+)\n"
+    r"# body sha256: (?P<sha>[0-9a-f]{64})\n"
+    r"# generated: do not edit; run `llava-vit sync` to update\.\n"
+)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def canonical_source(name: str) -> str:
+    """The installed package's source of one of CODE_FILES."""
+    if name not in CODE_FILES:
+        raise ValueError(f"{name!r} is not a llava-vit code file; expected one of {', '.join(CODE_FILES)}")
+    return (_CANONICAL_DIR / name).read_text(encoding="utf-8")
+
+
+@cache
+def known_releases() -> dict[str, dict[str, str]]:
+    """{version: {code file: sha256 of its body}} of every recorded release (scripts/record_release.py)."""
+    return json.loads(resources.files("llava_vit").joinpath("releases.json").read_text(encoding="utf-8"))
+
+
+def release_of(name: str, body: str) -> str | None:
+    """The recorded llava-vit release whose `name` has exactly this body, if any."""
+    digest = sha256_text(body)
+    return next((version for version, files in known_releases().items() if files.get(name) == digest), None)
+
+
+def render_code_file(name: str, body: str | None = None, version: str = __version__) -> str:
+    """Header + body, the exact text a model repo holds for `name`."""
+    body = canonical_source(name) if body is None else body
+    header = (
+        f"# Generated by llava-vit {version} from llava_vit/model/{name}\n"
+        f"# body sha256: {sha256_text(body)}\n"
+        "# generated: do not edit; run `llava-vit sync` to update.\n"
+    )
+    return header + body
+
+
+def strip_header(text: str) -> str:
+    """The body of a repo code file: the text after its provenance header (all of it without one)."""
+    match = _HEADER_RE.match(text)
+    return text[match.end() :] if match else text
+
+
+@dataclass(frozen=True)
+class CodeVerdict:
+    """What one repo code file is: the release its body is byte for byte (None: none), what its header claims."""
+
+    name: str
+    release: str | None  # judged on the body alone, header or not
+    claimed: str | None  # the version its header names; None without a valid header
+    body_intact: bool  # the body still has the sha256 its header records
+    installed: bool  # byte-identical to this installed llava-vit's file
+
+    @property
+    def problem(self) -> str | None:
+        """Why this file is not release code (None when it is), phrased for every check alike."""
+        if self.claimed is None:
+            return f"{self.name}: no valid llava-vit provenance header (modified or not generated by llava-vit)"
+        if not self.body_intact:
+            return f"{self.name}: edited by hand (body differs from its llava-vit {self.claimed} header's sha256)"
+        if self.release is None:
+            return f"{self.name}: claims llava-vit {self.claimed} but matches no recorded llava-vit release"
+        return None
+
+
+def judge_code(name: str, text: str) -> CodeVerdict:
+    """The provenance verdict on the text of the repo file `name` (one of CODE_FILES)."""
+    match = _HEADER_RE.match(text)
+    body = text[match.end() :] if match and match["name"] == name else text
+    claimed = match["version"] if match and match["name"] == name else None
+    intact = claimed is not None and sha256_text(body) == match["sha"]
+    return CodeVerdict(
+        name=name,
+        release=release_of(name, body),
+        claimed=claimed,
+        body_intact=intact,
+        installed=claimed is not None and body == canonical_source(name),
+    )

@@ -1,0 +1,56 @@
+"""Writing the derived files of a model repo (the code files under their provenance header, config.json's
+`auto_map`) safely: every write goes to an exclusive temporary file in the target folder, then replaces the
+target in one rename, never through a symlink.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import LlavaViTError
+from .repo_contract import AUTO_MAP, CODE_FILES, render_code_file
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text` (UTF-8): a reader sees the old file or the new one, never half of either.
+
+    The temporary file is created exclusively (`mkstemp`), so a file or symlink planted under a predictable
+    name cannot redirect the write; a target that is a symlink is refused rather than written through.
+    """
+    if path.is_symlink():
+        raise LlavaViTError(f"{path} is a symlink; refusing to write through it: replace it with a regular file")
+    descriptor, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_code_files(folder: Path) -> list[str]:
+    """Write or refresh the code files in `folder`; return the names that changed."""
+    changed = []
+    for name in CODE_FILES:
+        target = folder / name
+        text = render_code_file(name)
+        if target.is_file() and not target.is_symlink() and target.read_bytes() == text.encode("utf-8"):
+            continue
+        write_atomic(target, text)
+        changed.append(name)
+    return changed
+
+
+def config_json_text(data: dict) -> str:
+    """config.json as llava-vit writes it (sorted keys, so that diffs stay small)."""
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def with_auto_map(data: dict) -> dict:
+    """config.json data with exactly llava-vit's `auto_map`."""
+    return {**data, "auto_map": dict(AUTO_MAP)}
