@@ -31,6 +31,7 @@ from .repo_contract import (
     ARCHITECTURES,
     AUTO_MAP,
     CONFIG_FILE,
+    MODEL_TYPE,
     PROCESSOR_FILE,
     REPO_ID_RULE,
     WEIGHTS_INDEX,
@@ -82,8 +83,8 @@ def config_from_file(path: Path) -> dict:
         raise UsageError(f"config {path} is not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise UsageError(f"config {path} must hold a JSON object of config fields, found {type(data).__name__}")
-    if data.get("model_type", LlavaViTConfig.model_type) != LlavaViTConfig.model_type:
-        raise UsageError(f"config {path} is for model_type {data['model_type']!r}, not {LlavaViTConfig.model_type!r}")
+    if data.get("model_type", MODEL_TYPE) != MODEL_TYPE:
+        raise UsageError(f"config {path} is for model_type {data['model_type']!r}, not {MODEL_TYPE!r}")
     from transformers import PretrainedConfig
 
     fields = _architecture_fields()

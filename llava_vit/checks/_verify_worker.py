@@ -48,6 +48,7 @@ class Request:
         self.code_files: list[str] = data["code_files"]
         self.weights_file: str = data["weights_file"]
         self.weights_index: str = data["weights_index"]
+        self.progress_path: str | None = data.get("progress_path")
 
     def file(self, name: str, required: bool = False) -> Path | None:
         """Where the repo's file `name` is on disk (downloaded through the Hub cache for a repo id).
@@ -103,18 +104,22 @@ def _reason(error: BaseException) -> str:
 class Checklist:
     """Runs checks in order; a check whose prerequisites failed is reported as not run, with the reason."""
 
-    def __init__(self) -> None:
+    def __init__(self, progress_path: str | None = None) -> None:
         self.results: dict[str, dict] = {}
+        self.progress_path = progress_path
 
     def run(self, name: str, check: Callable[[], str], needs: tuple[str, ...] = ()) -> None:
         blocked = [need for need in needs if not self.results[need]["passed"]]
         if blocked:
             self.results[name] = {"passed": False, "detail": f"not run: {', '.join(blocked)} failed"}
-            return
-        try:
-            self.results[name] = {"passed": True, "detail": check()}
-        except Exception as error:  # every failure becomes a reported check, never a crash of the checklist
-            self.results[name] = {"passed": False, "detail": _reason(error)}
+        else:
+            try:
+                self.results[name] = {"passed": True, "detail": check()}
+            except Exception as error:  # every failure becomes a reported check, never a crash of the checklist
+                self.results[name] = {"passed": False, "detail": _reason(error)}
+        if self.progress_path:  # one JSON line per finished check, so the parent can show progress
+            with open(self.progress_path, "a", encoding="utf-8") as progress:
+                progress.write(json.dumps({"name": name, **self.results[name]}, default=str) + "\n")
 
 
 class Failure(Exception):
@@ -133,7 +138,7 @@ class Verification:
     def __init__(self, request: Request) -> None:
         self.request = request
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.checks = Checklist()
+        self.checks = Checklist(request.progress_path)
         self.config = None
         self.model = None
         self.pixel_values: torch.Tensor | None = None

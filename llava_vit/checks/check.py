@@ -372,7 +372,10 @@ def full_problems(repo: Path) -> list[str]:
     lfs_problems = lfs_object_problems(repo) + lfs_push_hook_problems(repo) if (repo / ".git").exists() else []
     if problems or lfs_problems:
         return problems + lfs_problems
-    report = verify(str(repo))
+    print("llava-vit check: verify: loading the repo in a fresh interpreter ...", file=sys.stderr, flush=True)
+    report = verify(
+        str(repo), on_check=lambda c: print(f"llava-vit check: verify:{c.line()}", file=sys.stderr, flush=True)
+    )
     if report.passed:
         return []
     hint = f"run `llava-vit verify {repo}` for the full report"

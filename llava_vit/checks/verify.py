@@ -13,6 +13,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,6 +32,9 @@ class Check:
     name: str
     passed: bool
     detail: str
+
+    def line(self) -> str:
+        return f"  [{'PASS' if self.passed else 'FAIL'}] {self.name}: {self.detail}"
 
 
 @dataclass
@@ -52,15 +57,18 @@ class Report:
         data["passed"] = self.passed
         return json.dumps(data, indent=2)
 
-    def to_text(self) -> str:
+    def heading(self) -> str:
         env = self.environment
         where = ", ".join(f"{key} {env[key]}" for key in ("transformers", "torch", "device") if key in env)
-        lines = [f"verify {self.target}" + (f" @ {self.revision}" if self.revision else "") + f" ({where})"]
-        lines += [f"  [{'PASS' if c.passed else 'FAIL'}] {c.name}: {c.detail}" for c in self.checks]
+        return f"verify {self.target}" + (f" @ {self.revision}" if self.revision else "") + f" ({where})"
+
+    def summary(self) -> str:
         failed = self.failed()
         summary = f"{len(self.checks) - len(failed)}/{len(self.checks)} checks passed"
-        lines.append(summary + (f"; failed: {', '.join(failed)}" if failed else ""))
-        return "\n".join(lines)
+        return summary + (f"; failed: {', '.join(failed)}" if failed else "")
+
+    def to_text(self) -> str:
+        return "\n".join([self.heading(), *(check.line() for check in self.checks), self.summary()])
 
 
 def provenance_check(code_files: dict[str, str | None]) -> Check:
@@ -93,8 +101,31 @@ def _worker_environment(modules_cache: Path) -> dict[str, str]:
     return env
 
 
-def verify(target: str, revision: str | None = None, dtype: str = "float32", python: str | None = None) -> Report:
-    """Run every check on a folder or Hub repo id; never raises for a failed check (see `Report.passed`)."""
+def _follow(process: subprocess.Popen, progress_path: Path, on_check: Callable[[Check], None]) -> None:
+    """Hand each check to `on_check` as the worker finishes it (it appends one JSON line per check)."""
+    seen = 0
+    while True:
+        finished = process.poll() is not None
+        lines = progress_path.read_text(encoding="utf-8").splitlines() if progress_path.is_file() else []
+        complete = lines if finished else lines[:-1]  # the last line may still be being written
+        for line in complete[seen:]:
+            on_check(Check(**json.loads(line)))
+        seen = max(seen, len(complete))
+        if finished:
+            return
+        time.sleep(0.1)
+
+
+def verify(
+    target: str,
+    revision: str | None = None,
+    dtype: str = "float32",
+    python: str | None = None,
+    on_check: Callable[[Check], None] | None = None,
+) -> Report:
+    """Run every check on a folder or Hub repo id; never raises for a failed check (see `Report.passed`).
+
+    `on_check` sees each load-and-run check as soon as it finishes (the whole run takes seconds to minutes)."""
     local = Path(target).is_dir()
     if not local and not is_repo_id(target):
         raise UsageError(f"{target} is neither an existing folder nor a Hub repo id (ORG/NAME)")
@@ -113,19 +144,30 @@ def verify(target: str, revision: str | None = None, dtype: str = "float32", pyt
     }
     report = Report(target=target, revision=revision, python=interpreter)
     with tempfile.TemporaryDirectory(prefix="llava-vit-verify-") as work:
-        result_path = Path(work) / "result.json"
+        result_path, progress_path = Path(work) / "result.json", Path(work) / "progress.jsonl"
+        request["progress_path"] = str(progress_path)
         try:
-            process = subprocess.run(
+            process = subprocess.Popen(
                 [interpreter, str(WORKER), json.dumps(request), str(result_path)],
                 env=_worker_environment(Path(work) / "modules"),
                 cwd=work,
-                capture_output=True,
+                stdout=subprocess.DEVNULL,
+                stderr=(stderr := open(Path(work) / "stderr.txt", "w+", encoding="utf-8")),  # noqa: SIM115
                 text=True,
             )
         except OSError as error:
             raise UsageError(f"cannot run {interpreter}: {error.strerror or error}") from None
+        with stderr:
+            try:
+                _follow(process, progress_path, on_check or (lambda check: None))
+            except BaseException:
+                process.kill()
+                process.wait()
+                raise
+            stderr.seek(0)
+            errors = stderr.read()
         if process.returncode != 0 or not result_path.is_file():
-            tail = " ".join(process.stderr.strip().splitlines()[-3:])
+            tail = " ".join(errors.strip().splitlines()[-3:])
             report.checks.append(Check("load process", False, f"{interpreter} exited {process.returncode}: {tail}"))
             return report
         result = json.loads(result_path.read_text(encoding="utf-8"))
@@ -136,8 +178,14 @@ def verify(target: str, revision: str | None = None, dtype: str = "float32", pyt
 
 
 def run(args: argparse.Namespace) -> int:
-    report = verify(args.target, args.revision, args.dtype, args.python)
-    print(report.to_json() if args.json else report.to_text())
+    if args.json:
+        report = verify(args.target, args.revision, args.dtype, args.python)
+        print(report.to_json())
+        return 0 if report.passed else 1
+    print(f"verify {args.target}: loading it in a fresh interpreter ...", flush=True)
+    report = verify(args.target, args.revision, args.dtype, args.python, lambda c: print(c.line(), flush=True))
+    print(report.checks[-1].line())  # code provenance (judged here after the load) or why the load failed
+    print(f"{report.heading()}: {report.summary()}")
     return 0 if report.passed else 1
 
 
