@@ -124,6 +124,7 @@ class ModelProbe:
         self.cached: ModelFacts | None = None
         try:
             self.cached = ModelFacts(**json.loads(self.cache.read_text(encoding="utf-8")))
+            self.cached.shapes = {name: tuple(shape) for name, shape in self.cached.shapes.items()}
         except (OSError, ValueError, TypeError):
             self.process = subprocess.Popen(
                 [sys.executable, "-I", "-B", "-c", _PROBE, str(self.repo), json.dumps(AUTO_MAP)],
