@@ -52,7 +52,11 @@ def head_package_copies(folder: str | os.PathLike) -> None:
     loaded with trust_remote_code) already carry their header and are left alone."""
     for name in CODE_FILES:
         target = Path(folder) / name
-        if target.is_file() and not target.is_symlink() and target.read_text(encoding="utf-8") == canonical_source(name):
+        if (
+            target.is_file()
+            and not target.is_symlink()
+            and target.read_text(encoding="utf-8") == canonical_source(name)
+        ):
             write_atomic(target, render_code_file(name))
 
 

@@ -132,8 +132,9 @@ def test_push_to_hub_from_the_package_and_from_remote_code(
     )
     assert pushed.returncode == 0, pushed.stderr[-3000:]
     repo = local_hub.repo_path("acme/pushed-vit")
-    assert subprocess.run(["git", "rev-parse", "main"], cwd=repo, capture_output=True, text=True).stdout.strip() == (
-        pushed.stdout.split()[-1]
+    assert (
+        subprocess.run(["git", "rev-parse", "main"], cwd=repo, capture_output=True, text=True).stdout.strip()
+        == (pushed.stdout.split()[-1])
     )
     assert_release_repo(repo)
     verify_passes("acme/pushed-vit", clean_python, env)

@@ -31,7 +31,10 @@ from starlette.responses import JSONResponse, Response
 
 _RESOLVE = re.compile(r"^/(?:models/)?(?P<org>[^/]+)/(?P<name>[^/]+)/resolve/(?P<revision>[^/]+)/.+$")
 _REPO_INFO = re.compile(r"^/api/models/(?P<org>[^/]+)/(?P<name>[^/]+)/?$")
-_WRITE = re.compile(r"^/api/models/(?P<org>[^/]+)/(?P<name>[^/]+)/(?P<action>preupload|commit|branch)/(?P<revision>.+)$")
+_WRITE = re.compile(
+    r"^/api/models/(?P<org>[^/]+)/(?P<name>[^/]+)/(?P<action>preupload|commit|branch)/(?P<revision>.+)$"
+)
+_DISCUSSION = re.compile(r"^/api/models/(?P<org>[^/]+)/(?P<name>[^/]+)/discussions(?:/(?P<num>\d+))?$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _COMMITTER = {"GIT_AUTHOR_NAME": "local hub", "GIT_AUTHOR_EMAIL": "local-hub@llava-vit.invalid"}
 _COMMITTER |= {"GIT_COMMITTER_NAME": "local hub", "GIT_COMMITTER_EMAIL": "local-hub@llava-vit.invalid"}
@@ -43,7 +46,9 @@ def _git(repo: Path, *args: str, env: dict[str, str] | None = None, stdin: bytes
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers={"x-error-code": code, "x-error-message": message})
+    return JSONResponse(
+        {"error": message}, status_code=status, headers={"x-error-code": code, "x-error-message": message}
+    )
 
 
 def _create_repo(root: Path, payload: dict, endpoint: str) -> JSONResponse:
@@ -53,8 +58,10 @@ def _create_repo(root: Path, payload: dict, endpoint: str) -> JSONResponse:
     if payload.get("type", "model") != "model" or not all(isinstance(p, str) and _NAME.match(p) for p in (org, name)):
         return _error(400, "BadRequest", "the local hub holds model repos named ORG/NAME")
     path = root / "models" / org / name
-    if (path / ".git").is_dir():
-        return _error(409, "RepoExists", "You already created this model repo")
+    if (path / ".git").is_dir():  # the Hub's answer names the repo too (create_repo(exist_ok=True) reads it)
+        message = "You already created this model repo"
+        headers = {"x-error-code": "RepoExists", "x-error-message": message}
+        return JSONResponse({"error": message, "url": f"{endpoint}/{org}/{name}"}, status_code=409, headers=headers)
     path.mkdir(parents=True, exist_ok=True)
     _git(path, "init", "-q", "-b", "main")
     _git(path, "config", "receive.denyCurrentBranch", "updateInstead")
@@ -76,7 +83,8 @@ def _create_branch(repo: Path, branch: str, payload: dict) -> JSONResponse:
 def _commit(repo: Path, revision: str, lines: list[dict], create_pr: bool, endpoint: str) -> JSONResponse:
     """POST /api/models/ORG/NAME/commit/REV (ndjson: header, then file / deletedFile / deletedFolder)."""
     head_branch = _git(repo, "symbolic-ref", "--short", "HEAD") or "main"
-    parent = _git(repo, "rev-parse", "--verify", "-q", f"refs/heads/{revision}^{{commit}}")
+    ref = revision if revision.startswith("refs/pr/") else f"refs/heads/{revision}"
+    parent = _git(repo, "rev-parse", "--verify", "-q", f"{ref}^{{commit}}")
     if parent is None:
         return _error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
     header = next((line["value"] for line in lines if line.get("key") == "header"), {})
@@ -104,22 +112,57 @@ def _commit(repo: Path, revision: str, lines: list[dict], create_pr: bool, endpo
     commit = _git(repo, "commit-tree", tree, "-p", parent, "-m", message or "Upload", env=env)
     repo_url = f"{endpoint}/{repo.parent.name}/{repo.name}"
     answer = {"commitOid": commit, "commitUrl": f"{repo_url}/commit/{commit}", "pullRequestUrl": None}
-    if create_pr:
-        number = 1 + len((_git(repo, "for-each-ref", "--format=%(refname)", "refs/pr/") or "").split())
-        _git(repo, "update-ref", f"refs/pr/{number}", commit)
+    if create_pr:  # huggingface_hub < 1.x: the commit opens the pull request
+        number = _open_pull_request(repo, commit)
         return JSONResponse({**answer, "pullRequestUrl": f"{repo_url}/discussions/{number}"})
-    if _git(repo, "update-ref", f"refs/heads/{revision}", commit, parent) is None:
+    if _git(repo, "update-ref", ref, commit, parent) is None:
         return _error(412, "PreconditionFailed", f"{revision} moved during the commit; retry")
     if revision == head_branch:
         _git(repo, "reset", "-q", "--hard", commit)  # the working tree of the checked-out branch follows
     return JSONResponse(answer)
 
 
+def _open_pull_request(repo: Path, commit: str) -> int:
+    """A pull request is a ref refs/pr/N on the Hub; its number."""
+    number = 1 + len((_git(repo, "for-each-ref", "--format=%(refname)", "refs/pr/") or "").split())
+    _git(repo, "update-ref", f"refs/pr/{number}", commit)
+    return number
+
+
+def _discussion(repo: Path, number: int, endpoint: str) -> JSONResponse:
+    """A pull request's details, as huggingface_hub's get_discussion_details reads them."""
+    if _git(repo, "rev-parse", "--verify", "-q", f"refs/pr/{number}") is None:
+        return _error(404, "EntryNotFound", f"Discussion {number} not found")
+    details = {
+        "num": number,
+        "title": _git(repo, "log", "-1", "--format=%s", f"refs/pr/{number}") or "pull request",
+        "author": {"name": "local hub"},
+        "createdAt": "1970-01-01T00:00:00.000Z",
+        "status": "open",
+        "repo": {"name": f"{repo.parent.name}/{repo.name}", "type": "model"},
+        "isPullRequest": True,
+        "events": [],
+        "changes": {"base": "refs/heads/main"},
+        "filesWithConflicts": [],
+        "diff": "",
+    }
+    return JSONResponse(details)
+
+
 async def _write_api(request: Request, mirrors: list[Path]) -> Response | None:
     """The answer to a write request of the Hub API, or None for every other request."""
-    if request.method != "POST" or not mirrors:
+    if not mirrors:
         return None
     endpoint = str(request.base_url).rstrip("/")
+    discussion = _DISCUSSION.match(request.url.path)
+    repo = _mirror_repo(mirrors, discussion["org"], discussion["name"]) if discussion else None
+    if repo is not None and request.method == "POST" and discussion["num"] is None:
+        # huggingface_hub >= 1.x opens the pull request first, then commits to its ref
+        return JSONResponse({"num": _open_pull_request(repo, _git(repo, "rev-parse", "HEAD") or "")})
+    if repo is not None and request.method == "GET" and discussion["num"] is not None:
+        return _discussion(repo, int(discussion["num"]), endpoint)
+    if request.method != "POST":
+        return None
     if request.url.path == "/api/repos/create":
         return _create_repo(mirrors[0], json.loads(await request.body()), endpoint)
     if request.url.path == "/api/validate-yaml":
