@@ -110,6 +110,7 @@ import sys
 from llava_vit import LlavaViTConfig, LlavaViTModel
 model = LlavaViTModel(LlavaViTConfig(**{fields}))
 print(model.push_to_hub(sys.argv[1], commit_message="Push from the package").oid)
+model.config.save_pretrained(sys.argv[2], push_to_hub=True, repo_id=sys.argv[3])
 """
 REMOTE_PUSH = """
 import sys
@@ -124,7 +125,7 @@ def test_push_to_hub_from_the_package_and_from_remote_code(
 ) -> None:
     env = {"HF_ENDPOINT": local_hub.endpoint, "HF_TOKEN": "hf_local_dummy", "HF_HOME": str(tmp_path / "hf")}
     pushed = subprocess.run(
-        [sys.executable, "-c", PACKAGE_PUSH.format(fields=TINY), "acme/pushed-vit"],
+        [sys.executable, "-c", PACKAGE_PUSH.format(fields=TINY), "acme/pushed-vit", str(tmp_path), "acme/config-only"],
         capture_output=True,
         text=True,
         env={**os.environ, **env},
@@ -138,6 +139,11 @@ def test_push_to_hub_from_the_package_and_from_remote_code(
     )
     assert_release_repo(repo)
     verify_passes("acme/pushed-vit", clean_python, env)
+    # A config pushed alone: its code file and the processor config are complete before the upload.
+    config_only = local_hub.repo_path("acme/config-only")
+    configuration = "configuration_llava_vit.py"
+    assert (config_only / configuration).read_bytes() == render_code_file(configuration).encode()
+    assert json.loads((config_only / PROCESSOR_FILE).read_text()) == preprocessor_config(TINY["image_size"])
 
     # A user without llava-vit: load by repo id (transformers prefixes auto_map with it), save and push elsewhere.
     run_clean(clean_python, REMOTE_PUSH, "acme/pushed-vit", "acme/re-pushed-vit", str(tmp_path / "out"), env=env)

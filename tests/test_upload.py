@@ -120,6 +120,7 @@ def test_bad_arguments_are_usage_errors(tmp_path: Path) -> None:
         ("--repo-id", "org/my-vit"): "give either FOLDER",
         (str(tmp_path / "missing"), "--repo-id", "org/my-vit"): "is not a folder",
         (str(tmp_path), "--weights", "w.pth", "--repo-id", "org/my-vit"): "--weights goes with --preset",
+        (str(tmp_path), "--create-pr", "--revision", "dev", "--repo-id", "org/my-vit"): "leave out --revision",
     }
     for args, message in cases.items():
         assert message in one_line_error(upload(tmp_path, *args, env=env), 2), args

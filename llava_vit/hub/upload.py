@@ -96,6 +96,8 @@ def upload(args: argparse.Namespace) -> str:
         raise UsageError(
             f"--weights {args.weights} does not exist; pass a .pth/.safetensors checkpoint or leave it out"
         )
+    if args.create_pr and args.revision not in (None, "main"):
+        raise UsageError("--create-pr opens a pull request against main; leave out --revision")
     if args.folder is not None and not args.folder.is_dir():
         raise UsageError(f"{args.folder} is not a folder; pass an export or model repo folder")
     options = {"revision": args.revision, "create_pr": args.create_pr, "commit_message": args.commit_message}
