@@ -16,6 +16,8 @@ from llava_vit.errors import UsageError
 from llava_vit.hub.local_hub import free_port
 from llava_vit.hub.upload import upload as upload_repo
 
+pytestmark = pytest.mark.slow  # end-to-end through real tools: `python -m pytest -m 'not slow'` skips it
+
 
 def upload(tmp_path: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     scratch = tmp_path / "tmp"

@@ -18,6 +18,8 @@ from llava_vit.cli import main
 from llava_vit.export import export_model
 from llava_vit.repo_contract import CODE_FILES, canonical_source, render_code_file
 
+pytestmark = pytest.mark.slow  # end-to-end through real tools: `python -m pytest -m 'not slow'` skips it
+
 ARCH = "tiny_nohead_p8"
 CHECKS = [
     "config loads",
