@@ -147,11 +147,11 @@ def run_input(input_name: str, repeats: int, preset: str) -> list[dict]:
     import torch
 
     sys.path.insert(0, str(REPO))
-    from llava_vit import LlavaViTConfig, LlavaViTModel
+    from llava_vit import LlavaViTModel, preset_config
 
     libc = ctypes.CDLL("libc.so.6")
     torch.manual_seed(0)
-    config = LlavaViTConfig.from_preset(preset)
+    config = preset_config(preset)
     # Built through the public path; switching config._attn_implementation then re-routes every layer.
     model = LlavaViTModel._from_config(config, attn_implementation=IMPLEMENTATIONS[0]).eval()
     shape, _ = INPUTS[input_name]

@@ -6,6 +6,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # end-to-end through real tools: `python -m pytest -m 'not slow'` skips it
+
 
 def test_demo_runs_the_whole_loop(tmp_path):
     env = {**os.environ, "TMPDIR": str(tmp_path)}

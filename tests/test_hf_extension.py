@@ -23,9 +23,12 @@ from pathlib import Path
 import pytest
 
 HUB_VERSION = tuple(int(part) for part in metadata.version("huggingface_hub").split(".")[:2])
-pytestmark = pytest.mark.skipif(
-    HUB_VERSION < (1, 7), reason=f"hf CLI extensions need huggingface_hub >= 1.7 (installed: {HUB_VERSION})"
-)
+pytestmark = [
+    pytest.mark.slow,  # end-to-end through real tools
+    pytest.mark.skipif(
+        HUB_VERSION < (1, 7), reason=f"hf CLI extensions need huggingface_hub >= 1.7 (installed: {HUB_VERSION})"
+    ),
+]
 HF = Path(sys.executable).parent / "hf"
 CONSOLE_SCRIPT = """#!{python}
 import sys

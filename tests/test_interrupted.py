@@ -28,6 +28,8 @@ from llava_vit.cli import main
 from llava_vit.export import export_model
 from llava_vit.repo_contract import CODE_FILES, canonical_source, render_code_file
 
+pytestmark = pytest.mark.slow  # end-to-end through real tools: `python -m pytest -m 'not slow'` skips it
+
 # Big enough that writing its shards takes a noticeable time, small enough for a CI machine.
 MID = {
     "hidden_size": 256,

@@ -22,6 +22,8 @@ from llava_vit.errors import LlavaViTError, UsageError
 from llava_vit.export import export_model
 from llava_vit.hub.local_hub import STATE_FILE, LocalHub
 
+pytestmark = pytest.mark.slow  # end-to-end through real tools: `python -m pytest -m 'not slow'` skips it
+
 REPO_ID = "tiny-org/tiny-vit"
 
 

@@ -17,6 +17,8 @@ from llava_vit.errors import LlavaViTError
 from llava_vit.hub.local_hub import LocalHub, free_port
 from llava_vit.hub.publish import publish as publish_repo
 
+pytestmark = pytest.mark.slow  # end-to-end through real tools: `python -m pytest -m 'not slow'` skips it
+
 REPO_ID = "tiny-org/published-vit"
 
 

@@ -75,6 +75,7 @@ def test_the_shipped_processor_fields_are_the_repo_contracts(image_size: int) ->
     )
 
 
+@pytest.mark.slow  # end-to-end: a clean interpreter, the local Hub
 def test_save_pretrained_from_the_package_writes_a_release(tmp_path: Path, clean_python: Path) -> None:
     model = tiny_model()
     model.save_pretrained(tmp_path / "single")
@@ -98,6 +99,7 @@ model.save_pretrained(sys.argv[2])
 """
 
 
+@pytest.mark.slow  # end-to-end: a clean interpreter, the local Hub
 def test_a_model_loaded_with_trust_remote_code_saves_the_same_repo(tmp_path: Path, clean_python: Path) -> None:
     tiny_model().save_pretrained(tmp_path / "first")
     run_clean(clean_python, REMOTE_SAVE, str(tmp_path / "first"), str(tmp_path / "again"))
@@ -120,6 +122,7 @@ model.save_pretrained(sys.argv[3], push_to_hub=True, repo_id=sys.argv[2])
 """
 
 
+@pytest.mark.slow  # end-to-end: a clean interpreter, the local Hub
 def test_push_to_hub_from_the_package_and_from_remote_code(
     local_hub: LocalHub, clean_python: Path, tmp_path: Path
 ) -> None:

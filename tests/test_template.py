@@ -21,6 +21,8 @@ from llava_vit.export import export_model
 from llava_vit.repo_contract import CODE_FILES, judge_code
 from llava_vit.scaffold.new import render_repo, template_path
 
+pytestmark = pytest.mark.slow  # end-to-end through real tools: `python -m pytest -m 'not slow'` skips it
+
 REPO_FILES = {
     ".copier-answers.yml",
     ".gitattributes",

@@ -12,6 +12,8 @@ import pytest
 
 from llava_vit.hub.local_hub import LocalHub, free_port
 
+pytestmark = pytest.mark.slow  # end-to-end through real tools: `python -m pytest -m 'not slow'` skips it
+
 
 def upload(tmp_path: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     scratch = tmp_path / "tmp"
@@ -53,7 +55,6 @@ def test_a_model_repo_folder_is_checked_then_uploaded(local_hub: LocalHub, tiny_
         assert shown.stdout == (tiny_repo / name).read_bytes(), name
 
 
-@pytest.mark.slow
 def test_revision_and_create_pr_leave_main_alone(local_hub: LocalHub, tiny_repo: Path, tmp_path: Path) -> None:
     env = {"HF_ENDPOINT": local_hub.endpoint, "HF_TOKEN": "hf_local_dummy"}
     assert upload(tmp_path, str(tiny_repo), "--repo-id", "acme/branched-vit", env=env).returncode == 0
@@ -83,7 +84,6 @@ def test_a_failed_check_leaves_nothing_on_the_hub(local_hub: LocalHub, tiny_repo
     assert not local_hub.repo_path("acme/never-vit").exists()
 
 
-@pytest.mark.slow
 def test_the_one_shot_preset_path_renders_checks_and_uploads(local_hub: LocalHub, tmp_path: Path) -> None:
     env = {"HF_ENDPOINT": local_hub.endpoint, "HF_TOKEN": "hf_local_dummy"}
     result = upload(tmp_path, "--preset", "small", "--repo-id", "acme/preset-vit", env=env)

@@ -1,12 +1,13 @@
 """`llava-vit check`: prove fast, without loading tensors or importing torch, that a model repo will load.
 
-The fast check reads only small files and safetensors headers. What only the model code knows (is
-config.json a valid config, which tensors and shapes it needs) comes from a probe: the repo's own code
-files, imported in a clean interpreter (`python -I`) that builds the model on the meta device. The probe
-runs only on code that is byte for byte a llava-vit release (a hostile clone's code is never run), and
-its answer is cached under `.git/` by the code, config.json and torch/transformers versions, so the
-everyday commit never pays for importing torch. `--full` adds the real load (`llava-vit verify`) and the
-git-lfs object check that the pre-push hook runs.
+The fast check reads only small files and safetensors headers, and judges the code files by their bytes
+(they must be the installed release's, under an intact provenance header). What only the model code knows
+(is config.json a valid config, which tensors and shapes it needs) comes from a probe: the installed
+llava-vit's own model files, imported in an isolated interpreter (`python -I`) that reads config.json and
+builds the model on the meta device. The repo's code is never run. The probe's answer is cached under
+`.git/` by the model code, config.json and the torch/transformers versions, so the everyday commit never
+pays for importing torch. `--full` adds the real load (`llava-vit verify`) and the git-lfs object check
+that the pre-push hook runs.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..cli import program_name
 from ..errors import LlavaViTError
 from ..repo_contract import (
     AUTO_MAP,
+    CANONICAL_DIR,
     CARD_FILE,
     CARD_METADATA,
     CLIP_MEAN,
@@ -39,6 +41,7 @@ from ..repo_contract import (
     PROCESSOR_FILE,
     WEIGHTS_FILE,
     WEIGHTS_INDEX,
+    canonical_source,
     is_license_id,
     judge_code,
     parse_index,
@@ -50,13 +53,13 @@ from .sync import load_config_json
 _MAX_LISTED = 5
 _PROBE_VERSION = "1"
 
-# Imports the repo folder as a package named after nothing installed (so only the repo's own files are used),
-# builds the config from config.json and the model on the meta device, and prints what they say as JSON.
+# Imports the model folder as a package named after nothing installed (so only its files are used), builds
+# the config from the repo's config.json and the model on the meta device, and prints what they say as JSON.
 _PROBE = """
 import importlib, importlib.machinery, importlib.util, json, sys
-repo, auto_map = sys.argv[1], json.loads(sys.argv[2])
-spec = importlib.machinery.ModuleSpec("llava_vit_model_repo", None, is_package=True)
-spec.submodule_search_locations = [repo]
+code, repo, auto_map = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+spec = importlib.machinery.ModuleSpec("llava_vit_model_code", None, is_package=True)
+spec.submodule_search_locations = [code]
 sys.modules[spec.name] = importlib.util.module_from_spec(spec)
 classes = {}
 for kind, target in auto_map.items():
@@ -86,6 +89,9 @@ class ModelFacts:
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     problem: str | None = None  # the probe itself failed (the code does not import)
 
+    def __post_init__(self) -> None:
+        self.shapes = {name: tuple(shape) for name, shape in self.shapes.items()}  # JSON gives lists
+
 
 def _listed(names: list[str]) -> str:
     shown = ", ".join(names[:_MAX_LISTED])
@@ -101,10 +107,12 @@ def _cache_dir(repo: Path) -> Path:
 
 
 def _probe_key(repo: Path) -> str:
-    """The code files' and config.json's bytes, and the versions that run them (the same for python and python3)."""
+    """The model code's and config.json's bytes, and the versions that run them (the same for python and
+    python3)."""
     digest = hashlib.sha256(_PROBE_VERSION.encode())
-    for name in (*CODE_FILES, CONFIG_FILE):
-        digest.update(name.encode() + b"\0" + (repo / name).read_bytes() + b"\0")
+    for name in CODE_FILES:
+        digest.update(name.encode() + b"\0" + canonical_source(name).encode() + b"\0")
+    digest.update((repo / CONFIG_FILE).read_bytes())
     for package in ("torch", "transformers"):
         try:
             version = importlib_metadata.version(package)
@@ -116,7 +124,8 @@ def _probe_key(repo: Path) -> str:
 
 
 class ModelProbe:
-    """The probe of one repo: answered from the cache, or run in a clean interpreter while the rest is checked."""
+    """What the installed model code says about one repo's config.json: answered from the cache, or from an
+    isolated interpreter that runs while the rest is checked."""
 
     def __init__(self, repo: Path) -> None:
         self.repo = repo.resolve()
@@ -125,10 +134,9 @@ class ModelProbe:
         self.cached: ModelFacts | None = None
         try:
             self.cached = ModelFacts(**json.loads(self.cache.read_text(encoding="utf-8")))
-            self.cached.shapes = {name: tuple(shape) for name, shape in self.cached.shapes.items()}
         except (OSError, ValueError, TypeError):
             self.process = subprocess.Popen(
-                [sys.executable, "-I", "-B", "-c", _PROBE, str(self.repo), json.dumps(AUTO_MAP)],
+                [sys.executable, "-I", "-B", "-c", _PROBE, str(CANONICAL_DIR), str(self.repo), json.dumps(AUTO_MAP)],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -146,22 +154,16 @@ class ModelProbe:
         stdout, stderr = self.process.communicate()
         if self.process.returncode != 0:
             last = (stderr.strip().splitlines() or ["no output"])[-1]
-            return ModelFacts(
-                problem=f"code: importing the repo's code in a clean interpreter failed ({last}); run `llava-vit sync`"
-            )
+            return ModelFacts(problem=f"config.json: the model code could not read it ({last})")
         data = json.loads(stdout.strip().splitlines()[-1])
         facts = ModelFacts(
-            config_error=data["config_error"],
-            image_size=data.get("image_size"),
-            shapes={name: tuple(shape) for name, shape in data.get("shapes", {}).items()},
+            config_error=data["config_error"], image_size=data.get("image_size"), shapes=data.get("shapes", {})
         )
         try:
             self.cache.parent.mkdir(parents=True, exist_ok=True)
-            record = {**facts.__dict__, "shapes": {k: list(v) for k, v in facts.shapes.items()}}
-            self.cache.write_text(json.dumps(record), encoding="utf-8")
+            self.cache.write_text(json.dumps(facts.__dict__), encoding="utf-8")
         except OSError:
             pass  # a read-only clone still checks, only slower next time
-        facts.shapes = {name: tuple(shape) for name, shape in facts.shapes.items()}
         return facts
 
 
@@ -341,17 +343,16 @@ def card_problems(repo: Path) -> list[str]:
 
 
 def fast_problems(repo: Path) -> list[str]:
-    """Everything the pre-commit check proves, one fix-it line per problem; reads no tensor data, and runs
-    the repo's code (in a clean interpreter, cached) only when it is byte for byte a llava-vit release."""
+    """Everything the pre-commit check proves, one fix-it line per problem; reads no tensor data and never
+    runs the repo's code."""
     data = load_config_json(repo)
-    problems = config_problems(data) + code_problems(repo)
-    probe = ModelProbe(repo) if not problems else None
+    probe = ModelProbe(repo)
     try:
+        problems = config_problems(data) + code_problems(repo)
         card = card_problems(repo)
-        facts = probe.facts() if probe is not None else ModelFacts()
+        facts = probe.facts()
     except BaseException:
-        if probe is not None:
-            probe.kill()
+        probe.kill()
         raise
     if facts.problem:
         problems.append(facts.problem)
