@@ -21,9 +21,10 @@ MANIFEST_HEADER = """\
 # is `repo: local` hooks calling the installed `llava-vit`: see docs/hooks.md.
 """
 LOCAL_HEADER = """\
-# Generated from llava-vit's hooks/definitions.yaml. The hooks run the `llava-vit` installed in this
-# environment (venv active): they work offline, need no hook environment, and sync the code from that
-# installed llava_vit. llava-vit's docs/hooks.md describes the alternative (a pinned `repo:`).
+# Generated from llava-vit's hooks/definitions.yaml. The hooks run the installed llava-vit: the interpreter
+# recorded by `git config llava-vit.python` (set when the repo was made), else `llava-vit` on PATH, else
+# `hf llava-vit`. They work offline, need no hook environment, and sync the code from that installed
+# llava_vit. llava-vit's docs/hooks.md describes the alternative (a pinned `repo:`).
 """
 
 
@@ -31,9 +32,22 @@ def definitions() -> list[dict]:
     return yaml.safe_load(DEFINITIONS.read_text(encoding="utf-8"))
 
 
+# A model repo's hooks find llava-vit wherever it lives: the interpreter `init-repo` recorded in the clone's git
+# config (`git config llava-vit.python`), else `llava-vit` on PATH, else the `hf llava-vit` CLI extension.
+LAUNCHER = (
+    'py=$(git config llava-vit.python); if [ -x "$py" ]; then exec "$py" -m llava_vit "$@"; fi; '
+    'if command -v llava-vit >/dev/null 2>&1; then exec llava-vit "$@"; fi; '
+    'if command -v hf >/dev/null 2>&1; then exec hf llava-vit "$@"; fi; '
+    'echo "llava-vit not found: pip install llava-vit, or git config llava-vit.python PYTHON" >&2; exit 1'
+)
+
+
 def _hook(definition: dict, language: str) -> dict:
     hook = {key: value for key, value in definition.items() if key != "command"}
-    hook["entry"] = " ".join(["llava-vit", *definition["command"]])
+    if language == "system":
+        hook["entry"] = " ".join(["sh", "-c", f"'{LAUNCHER}'", "llava-vit", *definition["command"]])
+    else:  # pre-commit's own environment has llava-vit installed
+        hook["entry"] = " ".join(["llava-vit", *definition["command"]])
     hook["language"] = language
     return hook
 

@@ -41,6 +41,10 @@ def _register_auto_classes() -> None:
 
     AutoConfig.register(LlavaViTConfig.model_type, LlavaViTConfig, exist_ok=True)
     AutoModel.register(LlavaViTConfig, LlavaViTModel, exist_ok=True)
+    # save_pretrained copies the canonical code files, which carry no provenance header: add it.
+    from .repo_files import head_package_copies
+
+    LlavaViTConfig.code_file_writer = staticmethod(head_package_copies)
 
 
 def __getattr__(name: str) -> Any:

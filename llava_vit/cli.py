@@ -44,6 +44,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+HF_PROGRAM = "hf llava-vit"
+
+
 def program_name() -> str:
     """What the user typed: `hf llava-vit` under the Hugging Face CLI, else `llava-vit`."""
     return os.environ.get("LLAVA_VIT_PROG", "llava-vit")
@@ -98,3 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{where}: interrupted", file=sys.stderr)
         return 130
+
+
+def hf_main() -> int:
+    """The `hf-llava-vit` console script, which `hf llava-vit ...` runs once installed as an hf CLI extension
+    (`hf extensions install`). Messages name `hf llava-vit`, here and in the processes it starts (hooks, copier)."""
+    os.environ["LLAVA_VIT_PROG"] = HF_PROGRAM
+    return main()

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
+from .cli import program_name
 from .errors import LlavaViTError, UsageError, describe_os_error
 from .model.presets import PRESETS, resolve_preset
 from .repo_contract import (
@@ -63,7 +64,7 @@ _BOOKKEEPING_KEYS = {
 
 
 def _warn(message: str) -> None:
-    print(f"llava-vit export: {message}", file=sys.stderr)
+    print(f"{program_name()} export: {message}", file=sys.stderr)
 
 
 def _architecture_fields() -> list[str]:

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import LlavaViTError
-from .repo_contract import AUTO_MAP, CODE_FILES, render_code_file
+from .repo_contract import AUTO_MAP, CODE_FILES, canonical_source, render_code_file
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -44,6 +44,20 @@ def write_code_files(folder: Path) -> list[str]:
         write_atomic(target, text)
         changed.append(name)
     return changed
+
+
+def head_package_copies(folder: str | os.PathLike) -> None:
+    """Put the package's code files that transformers' save_pretrained copied into `folder` as they are under
+    their provenance header, so that the folder holds the release's bytes. Copies of a model repo's files (a model
+    loaded with trust_remote_code) already carry their header and are left alone."""
+    for name in CODE_FILES:
+        target = Path(folder) / name
+        if (
+            target.is_file()
+            and not target.is_symlink()
+            and target.read_text(encoding="utf-8") == canonical_source(name)
+        ):
+            write_atomic(target, render_code_file(name))
 
 
 def config_json_text(data: dict) -> str:

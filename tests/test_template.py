@@ -91,8 +91,12 @@ def assert_scaffolded(repo: Path, env: dict[str, str], repo_id: str) -> None:
         "## Before `trust_remote_code=True`",
         f"llava-vit audit {repo_id}",
         "## Limitations",
+        'pipeline("image-feature-extraction"',
+        "tested with transformers 4.57 and 5.x",
     ):
         assert section in card
+    assert "pip install llava-vit" not in card  # a model's users need transformers only
+    assert ("The weights in this repo are random" in card) == (not answers.get("weights"))
     assert fast_problems(repo) == []
 
 
@@ -119,6 +123,7 @@ def test_example_runs_offline_in_a_clean_env(tiny_repo: Path, clean_python: Path
         assert "video (4 frames): last_hidden_state (1, 64, 64)" in result.stdout
         assert "masked video (1/4 of the tokens): last_hidden_state (1, 16, 64)" in result.stdout
         assert "video at t = 0, 4, 8, 12: last_hidden_state (1, 64, 64)" in result.stdout
+        assert "pipeline: features (1, 16, 64)" in result.stdout
 
 
 def test_render_repo_small_preset_plain_folder_and_refusals(tmp_path: Path, env: dict[str, str], monkeypatch) -> None:
@@ -158,6 +163,7 @@ def test_weights_path_is_relative_to_where_copier_runs(tmp_path: Path, env: dict
     assert source.keys() == exported.keys()
     assert all(torch.equal(exported[name], source[name].to(torch.bfloat16)) for name in source)
     assert not (tmp_path / "trained" / ".git").exists()
+    assert "The weights in this repo are random" not in (tmp_path / "trained" / "README.md").read_text()
 
 
 def test_template_ships_with_the_package() -> None:

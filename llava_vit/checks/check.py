@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
+from ..cli import program_name
 from ..errors import LlavaViTError
 from ..repo_contract import (
     AUTO_MAP,
@@ -374,9 +375,9 @@ def full_problems(repo: Path) -> list[str]:
     lfs_problems = lfs_object_problems(repo) + lfs_push_hook_problems(repo) if (repo / ".git").exists() else []
     if problems or lfs_problems:
         return problems + lfs_problems
-    print("llava-vit check: verify: loading the repo in a fresh interpreter ...", file=sys.stderr, flush=True)
+    print(f"{program_name()} check: verify: loading the repo in a fresh interpreter ...", file=sys.stderr, flush=True)
     report = verify(
-        str(repo), on_check=lambda c: print(f"llava-vit check: verify:{c.line()}", file=sys.stderr, flush=True)
+        str(repo), on_check=lambda c: print(f"{program_name()} check: verify:{c.line()}", file=sys.stderr, flush=True)
     )
     if report.passed:
         return []
@@ -391,7 +392,7 @@ def run(args: argparse.Namespace) -> int:
         raise LlavaViTError(f"{repo} is not a folder; pass a model repo folder")
     problems = full_problems(repo) if args.full else fast_problems(repo)
     for problem in problems:
-        print(f"llava-vit check: {problem}", file=sys.stderr)
+        print(f"{program_name()} check: {problem}", file=sys.stderr)
     return 1 if problems else 0
 
 

@@ -12,6 +12,7 @@ import re
 import sys
 from pathlib import Path
 
+from ..cli import program_name
 from ..errors import UsageError
 from ..git_lfs import git, lfs_tracked
 from ..repo_contract import MAX_PLAIN_BYTES, looks_like_pickle
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{name}: pass paths relative to the repository root (as pre-commit does)")
     problems = file_problems(repo, names)
     for problem in problems:
-        print(f"llava-vit guard: {problem}", file=sys.stderr)
+        print(f"{program_name()} guard: {problem}", file=sys.stderr)
     return 1 if problems else 0
 
 

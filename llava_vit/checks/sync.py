@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .. import __version__
+from ..cli import program_name
 from ..errors import LlavaViTError, UsageError
 from ..repo_contract import AUTO_MAP, CONFIG_FILE, MAX_JSON_BYTES
 from ..repo_files import config_json_text, with_auto_map, write_atomic, write_code_files
@@ -60,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
     for name in changed:
         what = "auto_map" if name == CONFIG_FILE else "generated code"
         print(
-            f"llava-vit sync: rewrote {name} ({what} must match llava-vit {__version__}, the installed package); "
-            f"review it and `git add {name}`",
+            f"{program_name()} sync: rewrote {name} ({what} must match llava-vit {__version__}, the installed "
+            f"package); review it and `git add {name}`",
             file=sys.stderr,
         )
     return 1 if changed and args.fail_on_change else 0

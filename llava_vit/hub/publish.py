@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from ..checks.check import full_problems
+from ..cli import program_name
 from ..errors import CheckFailed, LlavaViTError, UsageError
 from ..repo_contract import ANSWERS_FILE
 from .access import endpoint, ensure_hub_repo, hub_repo_id, redact, require_token, validate_repo_id
@@ -190,7 +191,7 @@ def full_check(root: Path) -> None:
     forwards), run here too so that nothing skips it and the push can skip the hook's second run."""
     problems = full_problems(root)
     for problem in problems:
-        print(f"llava-vit check: {problem}", file=sys.stderr)
+        print(f"{program_name()} publish: {problem}", file=sys.stderr)
     if problems:
         raise CheckFailed(
             f"the full check failed for {root} ({len(problems)} problem(s), see above); nothing was pushed: "

@@ -1,74 +1,141 @@
-"""`llava-vit upload`: the seed's one-shot path, for those who don't want a git repo.
+"""`llava-vit upload`: put a model repo folder on the Hub over its HTTP API, as `hf upload` does, without git.
 
-It renders the same copier template as `llava-vit new` (without git) into a fresh temporary folder, runs the
-full check on it, and uploads it with `HfApi().upload_folder`. The folder is removed afterwards, whatever
-happens.
+The folder is an export, a `save_pretrained` folder or a model repo checkout; `--preset` keeps the seed's one-shot
+path (render the copier template into a temporary folder first, removed afterwards whatever happens). Either way
+the full check runs first, and the Hub repo is created only once it passed: a failed check leaves nothing on the
+Hub.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
-from huggingface_hub import HfApi
-
-from ..errors import UsageError
+from ..cli import program_name
+from ..errors import CheckFailed, UsageError
 from ..model.presets import resolve_preset
-from ..scaffold.new import render_repo
 from .access import endpoint, ensure_hub_repo, hub_errors, require_token, validate_repo_id
-from .publish import full_check, loading_snippet
+from .publish import loading_snippet
 
-# What the check's import probe may leave behind (the template's .gitignore keeps it out of git repos).
-UPLOAD_IGNORED = ["__pycache__/*", "*.py[cod]"]
+# Never uploaded: git's and tools' own folders, and what the check's import probe may leave behind.
+UPLOAD_IGNORED = [".git/", "*/.git/", ".cache/", "__pycache__/", "*/__pycache__/", "*.py[cod]"]
 
 
-def upload(preset: str, weights: Path | None, repo_id: str, private: bool = False) -> str:
-    """Render, check and upload a model repo in one go; return the Hub commit it made."""
-    validate_repo_id(repo_id)
+def render_preset(staging: Path, preset: str, weights: Path | None, repo_id: str) -> Path:
+    """The copier template rendered without git into `staging`, as `llava-vit new --no-git` would."""
+    from ..scaffold.new import render_repo
+
+    answers = {"repo_id": repo_id, "preset": preset, "hub_endpoint": endpoint()}
+    if weights is not None:
+        answers["weights"] = str(weights.expanduser().resolve())
+    return render_repo(staging / repo_id.split("/")[1], answers, git=False)
+
+
+def check_folder(folder: Path) -> None:
+    """The full check (`llava-vit check --full`); CheckFailed, after printing each problem, when it fails."""
+    from ..checks.check import full_problems
+
+    problems = full_problems(folder)
+    for problem in problems:
+        print(f"{program_name()} upload: {problem}", file=sys.stderr)
+    if problems:
+        raise CheckFailed(
+            f"the full check failed for {folder} ({len(problems)} problem(s), see above); nothing was uploaded: "
+            "fix them and upload again"
+        )
+
+
+def upload_folder(
+    folder: Path,
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    create_pr: bool = False,
+    commit_message: str | None = None,
+    private: bool = False,
+    token: str | None = None,
+) -> str:
+    """Check `folder`, then create the Hub repo if needed and upload it; return the commit (the PR's with create_pr)."""
+    from huggingface_hub import HfApi
+
+    token = token or require_token()
+    check_folder(folder)
+    ensure_hub_repo(repo_id, token, private)
+    api = HfApi(endpoint=endpoint(), token=token)
+    with hub_errors(repo_id):
+        if revision is not None and not create_pr:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        info = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            commit_message=commit_message or f"Upload LlavaViT with llava-vit from {folder.name}",
+            revision=revision,
+            create_pr=create_pr,
+            ignore_patterns=UPLOAD_IGNORED,
+        )
+    where = f"{endpoint()}/{repo_id}" + (f" ({revision})" if revision else "")
+    if create_pr:
+        print(f"opened {info.pr_url} on {where} at {info.oid}")
+    else:
+        print(f"uploaded {folder} to {where} at {info.oid}")
+    print("load it with:")
+    print(loading_snippet(repo_id, info.oid))
+    return info.oid
+
+
+def upload(args: argparse.Namespace) -> str:
+    repo_id = validate_repo_id(args.repo_id)
+    if (args.folder is None) == (args.preset is None):
+        raise UsageError("give either FOLDER (an export or model repo folder) or --preset NAME, not both")
+    if args.weights is not None and args.preset is None:
+        raise UsageError("--weights goes with --preset; a FOLDER already holds its weights")
+    if args.weights is not None and not args.weights.expanduser().exists():
+        raise UsageError(
+            f"--weights {args.weights} does not exist; pass a .pth/.safetensors checkpoint or leave it out"
+        )
+    if args.create_pr and args.revision not in (None, "main"):
+        raise UsageError("--create-pr opens a pull request against main; leave out --revision")
+    if args.folder is not None and not args.folder.is_dir():
+        raise UsageError(f"{args.folder} is not a folder; pass an export or model repo folder")
+    options = {"revision": args.revision, "create_pr": args.create_pr, "commit_message": args.commit_message}
+    if args.folder is not None:
+        return upload_folder(args.folder.resolve(), repo_id, private=args.private, **options)
     try:
-        preset = resolve_preset(preset)
+        preset = resolve_preset(args.preset)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    if weights is not None and not weights.expanduser().exists():
-        raise UsageError(f"--weights {weights} does not exist; pass a .pth/.safetensors checkpoint or leave it out")
-    token = require_token()
-    ensure_hub_repo(repo_id, token, private)
+    token = require_token()  # before rendering: minutes of export are wasted without one
     staging = Path(tempfile.mkdtemp(prefix="llava-vit-upload-"))
     try:
-        answers = {"repo_id": repo_id, "preset": preset, "hub_endpoint": endpoint()}
-        if weights is not None:
-            answers["weights"] = str(weights.expanduser().resolve())
-        folder = render_repo(staging / repo_id.split("/")[1], answers, git=False)
-        full_check(folder)
-        with hub_errors(repo_id):
-            info = HfApi(endpoint=endpoint(), token=token).upload_folder(
-                repo_id=repo_id,
-                folder_path=folder,
-                commit_message=f"Upload {preset} LlavaViT with llava-vit",
-                ignore_patterns=UPLOAD_IGNORED,
-            )
+        folder = render_preset(staging, preset, args.weights, repo_id)
+        return upload_folder(folder, repo_id, private=args.private, token=token, **options)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    commit = info.oid
-    print(f"uploaded {endpoint()}/{repo_id} at {commit}")
-    print("load it with:")
-    print(loading_snippet(repo_id, commit))
-    return commit
 
 
 def _run(args: argparse.Namespace) -> int:
-    upload(args.preset, args.weights, args.repo_id, args.private)
+    upload(args)
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "upload", help="one shot, no git: render the model repo from a preset and weights and upload it to the Hub"
+        "upload",
+        help="check a model folder, then upload it to the Hub (no git); or render one from a preset first",
+        description="Run the full check on FOLDER (an export, a save_pretrained folder or a model repo), then create "
+        "the Hub repo if needed and upload the folder with the Hub's HTTP API, like `hf upload`. With --preset "
+        "instead of FOLDER, render the model repo template into a temporary folder first. Exit status: 0 uploaded, "
+        "1 the check or the Hub failed (nothing was uploaded), 2 bad arguments.",
     )
-    parser.add_argument("--preset", required=True, help="architecture preset (or a seed alias)")
-    parser.add_argument("--weights", type=Path, help="checkpoint to import (default: random weights)")
-    parser.add_argument("--repo-id", required=True, help="Hub repo id, ORG/NAME")
+    parser.add_argument("folder", nargs="?", type=Path, metavar="FOLDER", help="model folder to upload")
+    parser.add_argument("--repo-id", required=True, metavar="ORG/NAME", help="Hub repo id")
+    parser.add_argument("--revision", metavar="BRANCH", help="branch to commit to (created from main if missing)")
+    parser.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    parser.add_argument("--commit-message", metavar="TEXT", help="summary of the Hub commit")
     parser.add_argument("--private", action="store_true", help="create the Hub repo as private (when it is new)")
+    parser.add_argument("--preset", metavar="NAME", help="render this preset instead of uploading FOLDER")
+    parser.add_argument("--weights", type=Path, metavar="PATH", help="with --preset: checkpoint to import")
     parser.set_defaults(handler=_run)

@@ -5,11 +5,32 @@ Standalone: imports only transformers, so a model repo can carry this file as is
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from transformers import PretrainedConfig
 
 LAYER_NORM_TYPES = ("layer_norm", "rms_norm")
+
+
+def image_processor_fields(image_size: int) -> dict[str, Any]:
+    """CLIP-style processing whose output is exactly image_size x image_size whatever the input's aspect ratio:
+    a plain resize to (S, S), no crop, CLIP mean/std. (llava-vit's repo contract holds the same dict; its tests
+    keep the two equal, since this file cannot import the package.)"""
+    square = {"height": image_size, "width": image_size}
+    return {
+        "do_convert_rgb": True,
+        "do_resize": True,
+        "size": square,
+        "resample": 3,  # PIL.Image.Resampling.BICUBIC, the resampling CLIP was trained with
+        "do_center_crop": False,
+        "crop_size": square,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711],
+    }
 
 
 class LlavaViTConfig(PretrainedConfig):
@@ -21,6 +42,11 @@ class LlavaViTConfig(PretrainedConfig):
     """
 
     model_type = "llava_vit"
+    # save_pretrained copies the code files and writes auto_map, so that the folder loads with trust_remote_code.
+    _auto_class = "AutoConfig"
+    # The llava-vit package sets this: its canonical code files carry no provenance header (a model repo's copies
+    # do, and are copied as they are), so it puts the copies transformers made under their header.
+    code_file_writer: Callable[[str], None] | None = None
 
     def __init__(
         self,
@@ -54,6 +80,28 @@ class LlavaViTConfig(PretrainedConfig):
         self.initializer_range = initializer_range
         self._validate_geometry()
         super().__init__(**kwargs)
+
+    def save_pretrained(self, save_directory: Any, push_to_hub: bool = False, **kwargs: Any) -> None:
+        """transformers' save_pretrained (config.json with auto_map, the code files), then what makes the folder a
+        complete model repo: the code files under their provenance header and the image processor config.
+
+        A model's save_pretrained and push_to_hub call this before they write the weights and upload.
+        """
+        if push_to_hub:
+            # transformers would upload before the folder is complete; push_to_hub saves through this method first.
+            repo_id = kwargs.pop("repo_id", str(save_directory).rstrip("/").rsplit("/", 1)[-1])
+            self.save_pretrained(save_directory)
+            self.push_to_hub(repo_id, **kwargs)
+            return
+        super().save_pretrained(save_directory, **kwargs)
+        writer = type(self).code_file_writer
+        if writer is not None:
+            writer(str(save_directory))
+        try:  # transformers 5: the PIL backend (the default one needs torchvision); it writes the same file
+            from transformers import CLIPImageProcessorPil as ImageProcessor
+        except ImportError:  # transformers 4.5x
+            from transformers import CLIPImageProcessor as ImageProcessor
+        ImageProcessor(**image_processor_fields(self.image_size)).save_pretrained(save_directory)
 
     @property
     def head_dim(self) -> int:

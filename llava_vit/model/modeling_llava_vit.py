@@ -277,6 +277,9 @@ class LlavaViTPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_flash_attn_2 = True
     _supports_attention_backend = True
+    # save_pretrained and push_to_hub copy the code files and write auto_map, so the folder loads with
+    # trust_remote_code; the config's save_pretrained completes it (provenance headers, processor config).
+    _auto_class = "AutoModel"
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:

@@ -62,6 +62,9 @@ def init_git(folder: Path, repo_id: str, hub_endpoint: str) -> None:
     if shutil.which("git-lfs") is None:
         raise LlavaViTError("git-lfs is required: install it from https://git-lfs.com (apt-get install git-lfs)")
     _run(folder, "git", "init", "-q", "-b", "main")
+    # The hooks run llava-vit with this interpreter first: it works from any venv, even an inactive one or the
+    # venv of the `hf llava-vit` extension, where no `llava-vit` is on PATH (hooks/render.py's launcher).
+    _run(folder, "git", "config", "llava-vit.python", sys.executable)
     _run(folder, "git", "remote", "add", "origin", f"{hub_endpoint.rstrip('/')}/{repo_id}")
     # git-lfs before pre-commit: pre-commit keeps git-lfs's pre-push hook as pre-push.legacy and chains to it.
     # The other order (or `pre-commit install -f`) silently pushes LFS pointers without their objects.

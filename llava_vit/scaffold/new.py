@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ..cli import program_name
 from ..errors import LlavaViTError, UsageError
 from ..model.presets import PRESETS
 
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         answers["weights"] = str(args.weights.expanduser().resolve())
     answers.update(dict(args.answer))
     dest = render_repo(args.dest, answers, git=not args.no_git)
-    print(f"llava-vit new: created {dest}" + ("" if args.no_git else " (git repo on main, hooks installed)"))
+    print(f"{program_name()} new: created {dest}" + ("" if args.no_git else " (git repo on main, hooks installed)"))
     return 0
 
 
