@@ -31,11 +31,14 @@ from .repo_contract import (
     ARCHITECTURES,
     AUTO_MAP,
     CONFIG_FILE,
+    MODEL_TYPE,
+    PROCESSOR_CONFIG_FILE,
     PROCESSOR_FILE,
     REPO_ID_RULE,
     WEIGHTS_INDEX,
     is_repo_id,
     preprocessor_config,
+    processor_config,
 )
 from .repo_files import config_json_text, write_code_files
 from .weights.sizes import DEFAULT_MAX_SHARD_SIZE, parse_size
@@ -82,8 +85,8 @@ def config_from_file(path: Path) -> dict:
         raise UsageError(f"config {path} is not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise UsageError(f"config {path} must hold a JSON object of config fields, found {type(data).__name__}")
-    if data.get("model_type", LlavaViTConfig.model_type) != LlavaViTConfig.model_type:
-        raise UsageError(f"config {path} is for model_type {data['model_type']!r}, not {LlavaViTConfig.model_type!r}")
+    if data.get("model_type", MODEL_TYPE) != MODEL_TYPE:
+        raise UsageError(f"config {path} is for model_type {data['model_type']!r}, not {MODEL_TYPE!r}")
     from transformers import PretrainedConfig
 
     fields = _architecture_fields()
@@ -276,6 +279,8 @@ def export_model(
             (staging / CONFIG_FILE).write_text(config_json(config, dtype), encoding="utf-8")
             processor = json.dumps(preprocessor_config(config.image_size), indent=2) + "\n"
             (staging / PROCESSOR_FILE).write_text(processor, encoding="utf-8")
+            video = json.dumps(processor_config(config.patch_size), indent=2) + "\n"
+            (staging / PROCESSOR_CONFIG_FILE).write_text(video, encoding="utf-8")
             written = write_weights(staging, shapes, getattr(torch, dtype), fetch, max_bytes)
     except OSError as error:
         raise LlavaViTError(f"export to {out} failed, nothing was written: {describe_os_error(error)}") from None
