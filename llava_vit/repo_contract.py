@@ -187,9 +187,11 @@ def known_releases() -> dict[str, dict[str, str]]:
 
 
 def release_of(name: str, body: str) -> str | None:
-    """The recorded llava-vit release whose `name` has exactly this body, if any."""
+    """The newest recorded llava-vit release whose `name` has exactly this body, if any (a file unchanged across
+    releases is named after the latest, so that the installed release recognises its own files)."""
     digest = sha256_text(body)
-    return next((version for version, files in known_releases().items() if files.get(name) == digest), None)
+    matching = [version for version, files in known_releases().items() if files.get(name) == digest]
+    return max(matching, key=lambda version: [int(part) for part in re.findall(r"\d+", version)], default=None)
 
 
 def render_code_file(name: str, body: str | None = None, version: str = __version__) -> str:

@@ -8,7 +8,6 @@ decoded through transformers' `load_video` with the PyAV backend (`pip install a
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -146,6 +145,11 @@ class LlavaViTProcessor(ProcessorMixin):
         return out["pixel_values"]
 
 
+def _is_path(item: Any) -> bool:
+    """A file name: a str or an os.PathLike such as pathlib.Path."""
+    return isinstance(item, str) or hasattr(item, "__fspath__")
+
+
 def _is_frame(item: Any) -> bool:
     """One frame: a PIL image, or a 3-dimensional array or tensor."""
     if isinstance(item, np.ndarray | torch.Tensor):
@@ -155,7 +159,7 @@ def _is_frame(item: Any) -> bool:
 
 def _split_batch(videos: Any) -> list[Any]:
     """The clips of `videos`: one clip (a path, a frame list, a 4D array) or a list/5D array of them."""
-    if isinstance(videos, str | os.PathLike):
+    if _is_path(videos):
         return [videos]
     if isinstance(videos, np.ndarray | torch.Tensor):
         if videos.ndim == 4:
@@ -199,8 +203,8 @@ def _as_frame(frame: Any) -> np.ndarray:
 
 def _sample_clip(clip: Any, num_frames: int | None, fps: float | None) -> np.ndarray:
     """(T, H, W, 3) uint8 frames of one clip after sampling."""
-    if isinstance(clip, str | os.PathLike):
-        return _decode(os.fspath(clip), num_frames, fps)
+    if _is_path(clip):
+        return _decode(clip if isinstance(clip, str) else clip.__fspath__(), num_frames, fps)
     if fps is not None:
         raise ValueError("fps sampling needs the video's frame rate: pass a video file, or num_frames for frames")
     if isinstance(clip, np.ndarray | torch.Tensor) and clip.ndim == 4:
@@ -227,13 +231,15 @@ class _VideoError(ValueError):
 
 def _decode(path: str, num_frames: int | None, fps: float | None) -> np.ndarray:
     """Decode only the sampled frames of a video file with transformers' `load_video` (PyAV backend)."""
-    if not os.path.isfile(path):
-        raise ValueError(f"video file not found: {path}")
     try:
-        import av  # noqa: F401  (load_video's PyAV backend)
-    except ImportError:
-        raise ImportError("reading a video file needs PyAV: pip install av") from None
+        open(path, "rb").close()
+    except OSError as error:
+        raise ValueError(f"cannot open video file {path}: {error.strerror or error}") from None
+    from transformers.utils import is_av_available
     from transformers.video_utils import load_video
+
+    if not is_av_available():
+        raise ImportError("reading a video file needs PyAV: pip install av")
 
     asked: list[int] = []
 
