@@ -77,7 +77,7 @@ def test_new_canonical_code_is_synced_into_the_repo(repo: Path, env: dict[str, s
     """A newer llava_vit (a copy whose modeling body differs, first on PYTHONPATH) rewrites the repo's code."""
     site = tmp_path / "newer-llava-vit"
     shutil.copytree(Path(llava_vit.__file__).parent, site / "llava_vit", ignore=shutil.ignore_patterns("__pycache__"))
-    newer_modeling = site / "llava_vit" / "modeling_llava_vit.py"
+    newer_modeling = site / "llava_vit" / "model" / "modeling_llava_vit.py"
     newer_body = newer_modeling.read_text() + "\n# a fix from the next release\n"
     newer_modeling.write_text(newer_body)
     newer = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))}
