@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -19,8 +20,10 @@ from reference import architecture
 from video_clips import SIZE, SQUARE, TOP, clip_frames, decode_all, write_clip
 
 from llava_vit import select_patches_by_residual
+from llava_vit.checks.check import processor_config_problems
+from llava_vit.checks.sync import sync_repo
 from llava_vit.model.processing_llava_vit import LlavaViTProcessor
-from llava_vit.repo_contract import PROCESSOR_AUTO_MAP, VIDEO_SIZE
+from llava_vit.repo_contract import PROCESSOR_AUTO_MAP, PROCESSOR_CONFIG_FILE, VIDEO_SIZE, processor_config
 
 EXPORTED = "video-org/exported-vit"
 CARD_REPO = "video-org/card-vit"
@@ -335,3 +338,27 @@ def test_processor_settings_are_checked() -> None:
         LlavaViTProcessor(None, video_size=100, patch_size=14)
     with pytest.raises(ValueError, match="num_frames must be a positive integer, got 0"):
         LlavaViTProcessor(None, num_frames=0)
+
+
+# --- the repo side: sync and check know the processor files ----------------------------------------------------
+def test_sync_adds_the_processor_to_a_repo_made_before_video_and_check_reads_it(exported: Path, tmp_path) -> None:
+    repo = tmp_path / "old-vit"
+    shutil.copytree(exported, repo, ignore=shutil.ignore_patterns(".git"))
+    (repo / "processing_llava_vit.py").unlink()
+    (repo / "processor_config.json").unlink()
+    assert f"{PROCESSOR_CONFIG_FILE}: missing (AutoProcessor and video need it); run `llava-vit sync`" in (
+        processor_config_problems(repo, PATCH)
+    )
+    assert sync_repo(repo) == ["processing_llava_vit.py", PROCESSOR_CONFIG_FILE]
+    assert json.loads((repo / PROCESSOR_CONFIG_FILE).read_text()) == processor_config(PATCH)
+    assert processor_config_problems(repo, PATCH) == [] and sync_repo(repo) == []
+
+    edited = {**processor_config(PATCH), "auto_map": {"AutoProcessor": "evil.P"}, "video_size": 100}
+    (repo / PROCESSOR_CONFIG_FILE).write_text(json.dumps(edited))
+    assert processor_config_problems(repo, 16) == [
+        f"{PROCESSOR_CONFIG_FILE}: auto_map must be exactly {json.dumps(PROCESSOR_AUTO_MAP)}; run `llava-vit sync`",
+        f"{PROCESSOR_CONFIG_FILE}: patch_size is {PATCH}, the model's is 16; fix it",
+        f"{PROCESSOR_CONFIG_FILE}: video_size 100 is not a multiple of patch_size {PATCH}; fix it",
+    ]
+    assert sync_repo(repo) == [PROCESSOR_CONFIG_FILE]  # the auto_map, and only it: settings are the author's
+    assert json.loads((repo / PROCESSOR_CONFIG_FILE).read_text()) == {**edited, "auto_map": PROCESSOR_AUTO_MAP}
