@@ -281,6 +281,26 @@ def test_frames_arrays_and_tensors_agree(processor, clips) -> None:
     assert by_fps["pixel_values"].shape[2] == 6
 
 
+def test_a_container_without_a_frame_count_is_read(processor, tmp_path: Path) -> None:
+    """WebM (like Matroska) stores no frame count; the processor counts the packets and samples as usual."""
+    import av
+
+    path = tmp_path / "clip.webm"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libvpx", rate=8)
+        stream.height = stream.width = SIZE
+        stream.pix_fmt = "yuv420p"
+        for frame in clip_frames(10):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 0
+    by_file = processor(videos=path, num_frames=4)
+    by_frames = processor(videos=decode_all(path), num_frames=4)
+    assert by_file["pixel_values"].shape[2] == 4
+    assert torch.equal(by_file["pixel_values"], by_frames["pixel_values"])
+
+
 BAD_INPUTS = [
     ({"videos": "garbage"}, "cannot read video .*garbage.mp4"),
     ({"videos": "empty"}, "cannot read video .*empty.mp4|empty.mp4: no video frames"),

@@ -22,7 +22,7 @@ ALLOWED_IMPORTS = frozenset(
     {"torch", "transformers", "typing", "math", "dataclasses", "collections", "functools", "__future__", "warnings"}
     | {"numpy", "PIL"}  # what transformers itself needs (the processor's arrays and images)
 )
-OPTIONAL_IMPORTS = frozenset({"flash_attn"})  # allowed only inside try/except
+OPTIONAL_IMPORTS = frozenset({"flash_attn", "av"})  # allowed only inside try/except (av: the processor's decoder)
 RISKY_MODULES = {
     "subprocess": "runs programs",
     "os": "can run programs and touch files",

@@ -225,6 +225,16 @@ def _sample_clip(clip: Any, num_frames: int | None, fps: float | None) -> np.nda
     return np.stack(arrays)
 
 
+def _count_frames(path: str) -> int:
+    """Frames of the first video stream, counted from its packets without decoding them."""
+    try:
+        import av
+    except ImportError:
+        raise ImportError("reading a video file needs PyAV: pip install av") from None
+    with av.open(path) as container:
+        return sum(1 for packet in container.demux(video=0) if packet.size)
+
+
 class _VideoError(ValueError):
     """A problem `_decode` found itself (its message is already complete)."""
 
@@ -244,10 +254,12 @@ def _decode(path: str, num_frames: int | None, fps: float | None) -> np.ndarray:
     asked: list[int] = []
 
     def sample(metadata: Any, **kwargs: Any) -> np.ndarray:
-        if not metadata.total_num_frames:
+        # Matroska and WebM do not store a frame count (PyAV reports 0): count the packets then.
+        total = metadata.total_num_frames or _count_frames(path)
+        if not total:
             raise _VideoError(f"{path}: no video frames found (empty or not a video)")
         try:
-            indices = _sample_indices(metadata.total_num_frames, num_frames, fps, metadata.fps)
+            indices = _sample_indices(total, num_frames, fps, metadata.fps)
         except ValueError as error:
             raise _VideoError(f"{path}: {error}") from None
         asked.append(len(indices))
