@@ -194,7 +194,11 @@ usage = blocks[0]
 video = next(block for block in blocks if 'processor(videos="clip.mp4")' in block)
 os.chdir(folder)
 scope = {}
+budget = next(block for block in blocks if "max_tokens=" in block)
 exec(usage, scope)
+exec(budget, scope)
+kept = {"visible_indices": list(scope["inputs"]["visible_indices"].shape),
+        "output": list(scope["outputs"].last_hidden_state.shape)}
 exec(video, scope)
 inputs = scope["inputs"]
 
@@ -221,6 +225,7 @@ print(json.dumps({
     "shapes": [list(inputs["pixel_values"].shape), list(video.shape)],
     "positions": (inputs["patch_positions"] - positions).abs().max().item(),
     "output": list(scope["outputs"].last_hidden_state.shape),
+    "kept": kept,
 }))
 """
 
@@ -236,6 +241,8 @@ def test_model_card_video_example_matches_the_upstream_recipe(
     assert result["shapes"] == [[1, 3, 16, 224, 224]] * 2
     assert result["pixels"] <= 1e-6 and result["positions"] == 0
     assert result["output"] == [1, 16 * 256, architecture(ARCH)["hidden_size"]]
+    # The card's budget example: a quarter of the 16 x 256 patches.
+    assert result["kept"] == {"visible_indices": [1, 1024], "output": [1, 1024, architecture(ARCH)["hidden_size"]]}
 
 
 # --- in process: the sampling rule, the selection, the batch rule ---------------------------------------------
