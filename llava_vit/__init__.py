@@ -20,6 +20,7 @@ _LAZY = {
     "LlavaViTModel": "model.modeling_llava_vit",
     "LlavaViTPreTrainedModel": "model.modeling_llava_vit",
     "select_patches_by_residual": "model.modeling_llava_vit",
+    "LlavaViTProcessor": "model.processing_llava_vit",
     "PRESETS": "model.presets",
     "PRESET_ALIASES": "model.presets",
     "resolve_preset": "model.presets",
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from .model.configuration_llava_vit import LlavaViTConfig
     from .model.modeling_llava_vit import LlavaViTModel, LlavaViTPreTrainedModel, select_patches_by_residual
     from .model.presets import PRESET_ALIASES, PRESETS, preset_config, resolve_preset
+    from .model.processing_llava_vit import LlavaViTProcessor
 
 
 def _register_auto_classes() -> None:
@@ -68,6 +70,7 @@ __all__ = [
     "LlavaViTConfig",
     "LlavaViTModel",
     "LlavaViTPreTrainedModel",
+    "LlavaViTProcessor",
     "__version__",
     "preset_config",
     "resolve_preset",

@@ -27,23 +27,26 @@ EMBED_SCRIPT = textwrap.dedent(
     """
     import sys, torch
     from PIL import Image
-    from transformers import AutoImageProcessor, AutoModel
+    from transformers import AutoModel, AutoProcessor
     repo_id, revision = sys.argv[1], sys.argv[2]
     model = AutoModel.from_pretrained(repo_id, revision=revision, trust_remote_code=True).eval()
-    processor = AutoImageProcessor.from_pretrained(repo_id, revision=revision)
+    processor = AutoProcessor.from_pretrained(repo_id, revision=revision, trust_remote_code=True)
     x = torch.linspace(0, 255, 320).repeat(240, 1)
     y = torch.linspace(0, 255, 240).unsqueeze(1).repeat(1, 320)
     image = Image.fromarray(torch.stack([x, y, 255 - x], -1).byte().numpy())
     frames = [image.rotate(angle) for angle in (0, 10, 20, 30)]
-    print("  embed.py: AutoModel/AutoImageProcessor.from_pretrained(repo_id, revision=commit) on HF_ENDPOINT")
+    print("  embed.py: AutoModel/AutoProcessor.from_pretrained(repo_id, revision=commit) on HF_ENDPOINT")
     pixels = processor(images=image, return_tensors="pt")["pixel_values"]
-    video = processor(images=frames, return_tensors="pt")["pixel_values"].permute(1, 0, 2, 3).unsqueeze(0)
+    video = processor(videos=frames, num_frames=4)
+    moving = processor(videos=frames, num_frames=4, max_tokens=video["patch_positions"].shape[1] // 4)
     with torch.no_grad():
-        image_out, video_out = model(pixels), model(video)
+        image_out, video_out, moving_out = model(pixels), model(**video), model(**moving)
     print(f"  image {tuple(pixels.shape)} -> pooled {tuple(image_out.pooler_output.shape)}:",
           [round(v, 4) for v in image_out.pooler_output[0, :6].tolist()], "...")
-    print(f"  video {tuple(video.shape)} -> pooled {tuple(video_out.pooler_output.shape)}:",
+    print(f"  video {tuple(video['pixel_values'].shape)} -> pooled {tuple(video_out.pooler_output.shape)}:",
           [round(v, 4) for v in video_out.pooler_output[0, :6].tolist()], "...")
+    print(f"  video, max_tokens={moving['visible_indices'].shape[1]} (the patches that move most) -> "
+          f"last_hidden_state {tuple(moving_out.last_hidden_state.shape)}")
     """
 )
 

@@ -33,11 +33,13 @@ from .repo_contract import (
     AUTO_MAP,
     CONFIG_FILE,
     MODEL_TYPE,
+    PROCESSOR_CONFIG_FILE,
     PROCESSOR_FILE,
     REPO_ID_RULE,
     WEIGHTS_INDEX,
     is_repo_id,
     preprocessor_config,
+    processor_config,
 )
 from .repo_files import config_json_text, write_code_files
 from .weights.sizes import DEFAULT_MAX_SHARD_SIZE, parse_size
@@ -278,6 +280,8 @@ def export_model(
             (staging / CONFIG_FILE).write_text(config_json(config, dtype), encoding="utf-8")
             processor = json.dumps(preprocessor_config(config.image_size), indent=2) + "\n"
             (staging / PROCESSOR_FILE).write_text(processor, encoding="utf-8")
+            video = json.dumps(processor_config(config.patch_size), indent=2) + "\n"
+            (staging / PROCESSOR_CONFIG_FILE).write_text(video, encoding="utf-8")
             written = write_weights(staging, shapes, getattr(torch, dtype), fetch, max_bytes)
     except OSError as error:
         raise LlavaViTError(f"export to {out} failed, nothing was written: {describe_os_error(error)}") from None

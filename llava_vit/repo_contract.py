@@ -21,14 +21,18 @@ from . import __version__
 MODEL_TYPE = "llava_vit"
 CONFIG_FILE = "config.json"
 PROCESSOR_FILE = "preprocessor_config.json"
+PROCESSOR_CONFIG_FILE = "processor_config.json"  # LlavaViTProcessor's settings and its AutoProcessor auto_map
 CARD_FILE = "README.md"
 ANSWERS_FILE = ".copier-answers.yml"
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
 SHARD_NAME = "model-{index:05d}-of-{count:05d}.safetensors"
 # The standalone code a repo ships (canonical copies live in llava_vit/model/), and how transformers finds it.
-CODE_FILES = ("configuration_llava_vit.py", "modeling_llava_vit.py")
+CODE_FILES = ("configuration_llava_vit.py", "modeling_llava_vit.py", "processing_llava_vit.py")
 AUTO_MAP = {"AutoConfig": "configuration_llava_vit.LlavaViTConfig", "AutoModel": "modeling_llava_vit.LlavaViTModel"}
+PROCESSOR_AUTO_MAP = {"AutoProcessor": "processing_llava_vit.LlavaViTProcessor"}
+# Every JSON file of a repo that carries an auto_map, and exactly the auto_map it must carry.
+AUTO_MAPS = {CONFIG_FILE: AUTO_MAP, PROCESSOR_CONFIG_FILE: PROCESSOR_AUTO_MAP}
 ARCHITECTURES = ["LlavaViTModel"]
 
 # --- limits ------------------------------------------------------------------------------------------
@@ -60,6 +64,25 @@ def preprocessor_config(image_size: int) -> dict:
         "do_normalize": True,
         "image_mean": CLIP_MEAN,
         "image_std": CLIP_STD,
+    }
+
+
+# Video: the resolution and sampling LlavaViT video was trained with (upstream: 16 frames of 224x224 placed on
+# a 64-frame timeline); LlavaViTProcessor reads them from processor_config.json.
+VIDEO_SIZE = 224
+VIDEO_NUM_FRAMES = 16
+VIDEO_TARGET_FRAMES = 64
+
+
+def processor_config(patch_size: int) -> dict:
+    """processor_config.json: how AutoProcessor finds LlavaViTProcessor, and its video settings."""
+    return {
+        "processor_class": "LlavaViTProcessor",
+        "auto_map": dict(PROCESSOR_AUTO_MAP),
+        "video_size": VIDEO_SIZE,
+        "num_frames": VIDEO_NUM_FRAMES,
+        "target_frames": VIDEO_TARGET_FRAMES,
+        "patch_size": patch_size,
     }
 
 

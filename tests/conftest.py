@@ -30,7 +30,8 @@ def _git_identity() -> None:
 
 
 def _build_clean_env(target: Path) -> Path:
-    """A venv with the same torch, transformers and huggingface_hub as this one, and nothing else of ours."""
+    """A venv with the same torch, transformers and huggingface_hub as this one (plus pillow and av, for
+    images and video files), and nothing else of ours."""
     python = target / "bin" / "python"
     stamp = target / "ready"
     if stamp.exists():
@@ -41,7 +42,7 @@ def _build_clean_env(target: Path) -> Path:
         for name in ("torch", "transformers", "huggingface_hub", "safetensors")
     ]
     subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *pins, "pillow"],
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *pins, "pillow", "av"],
         check=True,
     )
     stamp.write_text(" ".join(pins))

@@ -10,7 +10,14 @@ from safetensors.torch import save_file
 
 import llava_vit
 from llava_vit.cli import main
-from llava_vit.repo_contract import AUTO_MAP, CODE_FILES, canonical_source, known_releases, sha256_text
+from llava_vit.repo_contract import (
+    AUTO_MAP,
+    CODE_FILES,
+    canonical_source,
+    known_releases,
+    processor_config,
+    sha256_text,
+)
 from llava_vit.repo_files import write_code_files
 
 LFS_RULES = "*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.png filter=lfs diff=lfs merge=lfs -text\n"
@@ -22,6 +29,7 @@ def repo(tmp_path: Path) -> Path:
 
     write_code_files(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava_vit", "auto_map": AUTO_MAP}))
+    (tmp_path / "processor_config.json").write_text(json.dumps(processor_config(14)))
     (tmp_path / ".gitattributes").write_text(LFS_RULES)
     save_file({"w": torch.zeros(4)}, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
     (tmp_path / "example_usage.py").write_text("import torch\nprint(torch.zeros(1))\n")
@@ -83,9 +91,11 @@ def test_code_reached_through_auto_map_or_repo_imports_is_flagged(repo, capsys):
     config = json.loads((repo / "config.json").read_text())
     (repo / "config.json").write_text(json.dumps({**config, "auto_map": {**AUTO_MAP, "AutoModel": "evil.Model"}}))
     (repo / "preprocessor_config.json").write_text(json.dumps({"auto_map": {"AutoImageProcessor": "evil.P"}}))
+    (repo / "processor_config.json").write_text(json.dumps({"auto_map": {"AutoProcessor": "evil.P"}}))
     (repo / "helper.py").write_text("from .evil import Model\n")
     code, out = audit(repo, capsys)
     assert code == 1
     assert "config.json: auto_map is {" in out and "'evil.Model'" in out
     assert "preprocessor_config.json: auto_map {'AutoImageProcessor': 'evil.P'} makes transformers import" in out
+    assert "processor_config.json: auto_map is {'AutoProcessor': 'evil.P'}, not llava-vit's" in out
     assert "helper.py:1: imports evil from the repo (runs that code)" in out

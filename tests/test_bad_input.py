@@ -365,7 +365,7 @@ CASES = [
         "audit-no-code-files",
         ["audit", "r"],
         1,
-        r"configuration_llava_vit\.py, modeling_llava_vit\.py missing",
+        r"configuration_llava_vit\.py, modeling_llava_vit\.py, processing_llava_vit\.py missing",
         write("r/config.json", "{}"),
         report=True,
     ),

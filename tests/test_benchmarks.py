@@ -69,3 +69,11 @@ def test_gpu_check_fails_when_parity_does_not_hold():
     done = _gpu_check("--tolerance", "0")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "PARITY FAILED" in done.stdout
+
+
+def test_video_benchmark_runs_and_reports():
+    command = [sys.executable, str(BENCHMARKS / "video.py"), "--frames", "4", "--repeats", "1", "--device", "cpu"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "%" in line.split("|")[1]]
+    assert [row.split("|")[2].strip() for row in rows] == ["784", "392", "196"], done.stdout

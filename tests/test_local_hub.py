@@ -123,7 +123,9 @@ def test_answers_like_the_hub_for_missing_files_revisions_and_repos(hub: LocalHu
     base = f"{hub.endpoint}/{REPO_ID}/resolve"
     assert _head(f"{base}/main/config.json") == (200, None)
     assert _head(f"{base}/{pushed['first']}/config.json") == (200, None)
-    assert _head(f"{base}/main/processor_config.json") == (404, "EntryNotFound")
+    assert _head(f"{base}/main/tokenizer_config.json") == (404, "EntryNotFound")
+    tree = f"{hub.endpoint}/api/models/{REPO_ID}/tree/main"
+    assert _head(f"{tree}/additional_chat_templates") == (404, "EntryNotFound")  # AutoProcessor lists it on 5.x
     assert _head(f"{base}/no-such-branch/config.json") == (404, "RevisionNotFound")
     assert _head(f"{hub.endpoint}/no-org/no-repo/resolve/main/config.json") == (401, "RepoNotFound")
     assert _get_json(f"{hub.endpoint}/api/models/{REPO_ID}")["sha"] == pushed["second"]

@@ -35,6 +35,8 @@ REPO_FILES = {
     "model.safetensors",
     "modeling_llava_vit.py",
     "preprocessor_config.json",
+    "processing_llava_vit.py",
+    "processor_config.json",
 }
 
 
@@ -86,6 +88,7 @@ def assert_scaffolded(repo: Path, env: dict[str, str], repo_id: str) -> None:
         "## Architecture",
         "### Image",
         "### Video",
+        "### Codec-style token budget",
         "visible_indices",
         "patch_positions",
         "## Before `trust_remote_code=True`",
@@ -114,15 +117,18 @@ def test_custom_dimensions(tiny_repo: Path, env: dict[str, str]) -> None:
 
 
 def test_example_runs_offline_in_a_clean_env(tiny_repo: Path, clean_python: Path, tmp_path: Path, env) -> None:
-    """On the generated picture, and on a local image of another size and aspect ratio (resized to 32x32)."""
+    """On the generated picture and clip, and on a local image of another size and aspect ratio (resized to
+    32x32); video frames come out at 224x224 (28x28 patches of 8), 8 frames on the 64-frame timeline."""
     image = tmp_path / "photo.png"
     Image.new("RGB", (50, 40), (200, 30, 90)).save(image)
     for args in ([], [str(image)]):
         result = run([str(clean_python), "example_usage.py", *args], cwd=tiny_repo, env=env)
         assert "image: last_hidden_state (1, 16, 64), pooler_output (1, 64)" in result.stdout
-        assert "video (4 frames): last_hidden_state (1, 64, 64)" in result.stdout
-        assert "masked video (1/4 of the tokens): last_hidden_state (1, 16, 64)" in result.stdout
-        assert "video at t = 0, 4, 8, 12: last_hidden_state (1, 64, 64)" in result.stdout
+        assert "video (8 frames at t = [0, 9, 18, 27, 36, 45, 54, 63]): last_hidden_state (1, 6272, 64)" in (
+            result.stdout
+        )
+        assert "video, the 1568 patches that move most: last_hidden_state (1, 1568, 64)" in result.stdout
+        assert "PyAV is not installed" not in result.stdout
         assert "pipeline: features (1, 16, 64)" in result.stdout
 
 

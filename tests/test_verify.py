@@ -30,6 +30,7 @@ CHECKS = [
     "video forward",
     "masked forward",
     "patch_positions forward",
+    "video processor and token budget",
     "outputs finite, shapes right",
     "eager and sdpa agree",
     PROVENANCE,
@@ -80,10 +81,10 @@ def test_text_checklist(good_run: tuple[int, str]) -> None:
     data = json.loads(good_run[1])
     checks = [Check(**check) for check in data.pop("checks")]
     text = Report(data["target"], None, data["python"], data["environment"], checks).to_text()
-    assert all(f"[PASS] {name}:" in text for name in CHECKS) and text.endswith("11/11 checks passed")
+    assert all(f"[PASS] {name}:" in text for name in CHECKS) and text.endswith("12/12 checks passed")
     checks[1] = Check(checks[1].name, False, "cropped")
     text = Report(data["target"], "v2", data["python"], data["environment"], checks).to_text()
-    assert "[FAIL] processor: cropped" in text and text.endswith("10/11 checks passed; failed: processor")
+    assert "[FAIL] processor: cropped" in text and text.endswith("11/12 checks passed; failed: processor")
     assert text.startswith(f"verify {data['target']} @ v2 (transformers ")
 
 
@@ -161,7 +162,7 @@ def test_provenance_names_the_release(tmp_path: Path) -> None:
     for name, path in current.items():
         path.write_text(render_code_file(name))
     check = provenance_check({name: str(path) for name, path in current.items()})
-    assert check.passed and check.detail.count(f"llava-vit {__version__}") == 2
+    assert check.passed and check.detail.count(f"llava-vit {__version__}") == len(CODE_FILES)
 
     older = {}
     for name in CODE_FILES:

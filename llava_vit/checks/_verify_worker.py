@@ -27,7 +27,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from PIL import Image  # noqa: E402
 from safetensors import safe_open  # noqa: E402
-from transformers import AutoConfig, AutoImageProcessor, AutoModel  # noqa: E402
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor  # noqa: E402
 
 FRAMES = 4
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
@@ -49,6 +49,8 @@ class Request:
         self.weights_file: str = data["weights_file"]
         self.weights_index: str = data["weights_index"]
         self.progress_path: str | None = data.get("progress_path")
+        self.processor_config_file: str = data["processor_config_file"]
+        self.processor_auto_map: dict[str, str] = data["processor_auto_map"]
 
     def file(self, name: str, required: bool = False) -> Path | None:
         """Where the repo's file `name` is on disk (downloaded through the Hub cache for a repo id).
@@ -342,6 +344,64 @@ class Verification:
             raise Failure(f"eager and sdpa outputs differ by {worst:.3g} (allowed {tolerance:.3g} in {dtype})")
         return f"max difference {worst:.2g} <= {tolerance:.2g} ({dtype})"
 
+    def video_processor(self) -> str:
+        """A generated clip (a square moving over a textured background) through the repo's LlavaViTProcessor
+        with a token budget, then the model: right shapes, finite, and only the kept patches are encoded."""
+        path = self.request.file(self.request.processor_config_file)
+        if path is None:
+            raise Failure(f"no {self.request.processor_config_file}: AutoProcessor cannot find the video processor")
+        auto_map = json.loads(path.read_text(encoding="utf-8")).get("auto_map")
+        if auto_map != self.request.processor_auto_map:
+            raise Failure(
+                f"{self.request.processor_config_file} auto_map is {auto_map!r}, expected exactly "
+                f"{self.request.processor_auto_map!r}; run `llava-vit sync`"
+            )
+        processor = AutoProcessor.from_pretrained(
+            self.request.target, trust_remote_code=True, **self.request.load_kwargs()
+        )
+        if not type(processor).__module__.startswith("transformers_modules"):
+            raise Failure(f"{type(processor).__name__} came from {type(processor).__module__}, not the repo's code")
+        generator = torch.Generator().manual_seed(6)
+        clip = torch.randint(0, 256, (2 * FRAMES, 48, 64, 3), dtype=torch.uint8, generator=generator)
+        for t in range(len(clip)):
+            clip[t, 16:32, 4 * t : 4 * t + 16] = 255
+        side = processor.video_size // self.config.patch_size
+        length = FRAMES * side * side
+        keep = max(1, length // 4)
+        inputs = processor(videos=clip.numpy(), num_frames=FRAMES, max_tokens=keep)
+        expected = {
+            "pixel_values": (1, self.config.num_channels, FRAMES, processor.video_size, processor.video_size),
+            "patch_positions": (1, length, 3),
+            "visible_indices": (1, keep),
+        }
+        shapes = {key: tuple(inputs[key].shape) if key in inputs else None for key in expected}
+        if shapes != expected:
+            raise Failure(f"processor outputs {shapes}, expected {expected}")
+        dtype = next(self.model.parameters()).dtype
+        inputs = {key: value.to(self.device) for key, value in inputs.items()}
+        inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
+        # Patches outside visible_indices may hold anything: the output must not change.
+        dropped = torch.ones(length, dtype=torch.bool, device=self.device)
+        dropped[inputs["visible_indices"][0]] = False
+        patch = self.config.patch_size
+        mask = dropped.reshape(1, 1, FRAMES, side, 1, side, 1).expand(-1, -1, -1, -1, patch, -1, patch)
+        mask = mask.reshape(1, 1, FRAMES, processor.video_size, processor.video_size)
+        scrambled = {**inputs, "pixel_values": inputs["pixel_values"].masked_fill(mask, 3.0)}
+        with torch.no_grad():
+            output = self.model(**inputs).last_hidden_state
+            other = self.model(**scrambled).last_hidden_state
+        if tuple(output.shape) != (1, keep, self.config.hidden_size) or not bool(torch.isfinite(output).all()):
+            raise Failure(
+                f"video last_hidden_state {list(output.shape)} (finite: {bool(torch.isfinite(output).all())})"
+            )
+        worst = (output.float() - other.float()).abs().max().item()
+        if worst > 1e-5 * max(1.0, output.float().abs().max().item()):
+            raise Failure(f"changing patches outside visible_indices changed the output by {worst:.3g}")
+        return (
+            f"{type(processor).__name__}: {FRAMES} frames -> {list(expected['pixel_values'])}, kept {keep} of "
+            f"{length} patches -> last_hidden_state {list(output.shape)}; dropped patches are not encoded"
+        )
+
     def run(self) -> dict:
         run = self.checks.run
         run("config loads", self.config_loads)
@@ -352,6 +412,7 @@ class Verification:
         run("video forward", self.video_forward, ("model loads",))
         run("masked forward", self.masked_forward, ("model loads",))
         run("patch_positions forward", self.positions_forward, ("video forward",))
+        run("video processor and token budget", self.video_processor, ("model loads",))
         forwards = ("image forward", "video forward", "masked forward", "patch_positions forward")
         run("outputs finite, shapes right", self.outputs_sound, forwards)
         run("eager and sdpa agree", self.attention_agrees, ("image forward",))

@@ -16,12 +16,13 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import LlavaViTError, UsageError
-from ..repo_contract import AUTO_MAP, CODE_FILES, MAX_PLAIN_BYTES, canonical_source, judge_code, strip_header
+from ..repo_contract import AUTO_MAPS, CODE_FILES, MAX_PLAIN_BYTES, canonical_source, judge_code, strip_header
 
 ALLOWED_IMPORTS = frozenset(
     {"torch", "transformers", "typing", "math", "dataclasses", "collections", "functools", "__future__", "warnings"}
+    | {"numpy", "PIL"}  # what transformers itself needs (the processor's arrays and images)
 )
-OPTIONAL_IMPORTS = frozenset({"flash_attn"})  # allowed only inside try/except
+OPTIONAL_IMPORTS = frozenset({"flash_attn", "av"})  # allowed only inside try/except (av: the processor's decoder)
 RISKY_MODULES = {
     "subprocess": "runs programs",
     "os": "can run programs and touch files",
@@ -75,11 +76,12 @@ class AuditReport:
 
 def file_role(path: Path) -> str:
     name = path.name
-    if name in CODE_FILES or (name.endswith(".py") and name.startswith(("configuration_", "modeling_"))):
+    if name in CODE_FILES or (name.endswith(".py") and name.startswith(("configuration_", "modeling_", "processing_"))):
         return "remote code (runs under trust_remote_code=True)"
     roles = {
         "config.json": "model config",
         "preprocessor_config.json": "image processor config",
+        "processor_config.json": "processor config (AutoProcessor: video settings)",
         "model.safetensors.index.json": "weight shard index",
         "README.md": "model card",
         ".gitattributes": "git/LFS attributes",
@@ -165,7 +167,8 @@ def _is_binary(path: Path) -> bool:
 
 def auto_map_findings(folder: Path) -> list[Finding]:
     """transformers imports whatever module an `auto_map` names, whatever the code files hold: config.json must map
-    exactly the two llava-vit classes, and no other JSON file (a processor config, say) may map code at all."""
+    exactly the two llava-vit classes, processor_config.json (if it maps anything) exactly LlavaViTProcessor, and
+    no other JSON file may map code at all (repo_contract.AUTO_MAPS)."""
     findings = []
     for path in sorted(folder.glob("*.json")):
         try:
@@ -175,13 +178,14 @@ def auto_map_findings(folder: Path) -> list[Finding]:
                 findings.append(Finding(path.name, 0, f"not valid JSON ({error}); transformers cannot load it"))
             continue
         auto_map = data.get("auto_map") if isinstance(data, dict) else None
-        if path.name == "config.json" and auto_map != AUTO_MAP:
+        expected = AUTO_MAPS.get(path.name)
+        if expected is not None and auto_map != expected and (auto_map is not None or path.name == "config.json"):
             findings.append(
                 Finding(
-                    path.name, 0, f"auto_map is {auto_map!r}, not llava-vit's {AUTO_MAP!r}: it decides which code runs"
+                    path.name, 0, f"auto_map is {auto_map!r}, not llava-vit's {expected!r}: it decides which code runs"
                 )
             )
-        elif path.name != "config.json" and auto_map is not None:
+        elif expected is None and auto_map is not None:
             findings.append(
                 Finding(path.name, 0, f"auto_map {auto_map!r} makes transformers import more of the repo's code")
             )

@@ -38,6 +38,8 @@ from ..repo_contract import (
     MAX_JSON_BYTES,
     MAX_SHARD_BYTES,
     MODEL_TYPE,
+    PROCESSOR_AUTO_MAP,
+    PROCESSOR_CONFIG_FILE,
     PROCESSOR_FILE,
     WEIGHTS_FILE,
     WEIGHTS_INDEX,
@@ -51,7 +53,7 @@ from ..weights.safetensors_header import TORCH_DTYPE_NAMES, HeaderError, read_he
 from .sync import load_config_json
 
 _MAX_LISTED = 5
-_PROBE_VERSION = "1"
+_PROBE_VERSION = "2"
 
 # Imports the model folder as a package named after nothing installed (so only its files are used), builds
 # the config from the repo's config.json and the model on the meta device, and prints what they say as JSON.
@@ -76,7 +78,8 @@ except (TypeError, ValueError) as error:
 with torch.device("meta"):
     model = classes["AutoModel"](config)
 shapes = {name: list(tensor.shape) for name, tensor in model.state_dict().items()}
-print(json.dumps({"config_error": None, "image_size": config.image_size, "shapes": shapes}))
+print(json.dumps({"config_error": None, "image_size": config.image_size, "patch_size": config.patch_size,
+                  "shapes": shapes}))
 """
 
 
@@ -86,6 +89,7 @@ class ModelFacts:
 
     config_error: str | None = None
     image_size: int | None = None
+    patch_size: int | None = None
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     problem: str | None = None  # the probe itself failed (the code does not import)
 
@@ -157,7 +161,10 @@ class ModelProbe:
             return ModelFacts(problem=f"config.json: the model code could not read it ({last})")
         data = json.loads(stdout.strip().splitlines()[-1])
         facts = ModelFacts(
-            config_error=data["config_error"], image_size=data.get("image_size"), shapes=data.get("shapes", {})
+            config_error=data["config_error"],
+            image_size=data.get("image_size"),
+            patch_size=data.get("patch_size"),
+            shapes=data.get("shapes", {}),
         )
         try:
             self.cache.parent.mkdir(parents=True, exist_ok=True)
@@ -303,6 +310,38 @@ def processor_problems(repo: Path, image_size: int | None) -> list[str]:
     return problems
 
 
+def processor_config_problems(repo: Path, patch_size: int | None) -> list[str]:
+    """processor_config.json: LlavaViTProcessor's auto_map and video settings that fit the model."""
+    path = repo / PROCESSOR_CONFIG_FILE
+    if not path.is_file():
+        return [f"{PROCESSOR_CONFIG_FILE}: missing (AutoProcessor and video need it); run `llava-vit sync`"]
+    try:
+        data = _read_json(path)
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        return [f"{PROCESSOR_CONFIG_FILE}: not valid JSON ({error}); delete it and run `llava-vit sync`"]
+    if not isinstance(data, dict):
+        return [f"{PROCESSOR_CONFIG_FILE}: must hold a JSON object; delete it and run `llava-vit sync`"]
+    problems = []
+    if data.get("auto_map") != PROCESSOR_AUTO_MAP:
+        problems.append(
+            f"{PROCESSOR_CONFIG_FILE}: auto_map must be exactly {json.dumps(PROCESSOR_AUTO_MAP)}; run `llava-vit sync`"
+        )
+    values = {key: data.get(key) for key in ("video_size", "num_frames", "target_frames", "patch_size")}
+    bad = [key for key, value in values.items() if isinstance(value, bool) or not isinstance(value, int) or value <= 0]
+    if bad:
+        return [*problems, f"{PROCESSOR_CONFIG_FILE}: {', '.join(bad)} must be positive integers"]
+    if patch_size is not None and values["patch_size"] != patch_size:
+        problems.append(
+            f"{PROCESSOR_CONFIG_FILE}: patch_size is {values['patch_size']}, the model's is {patch_size}; fix it"
+        )
+    if values["video_size"] % values["patch_size"]:
+        problems.append(
+            f"{PROCESSOR_CONFIG_FILE}: video_size {values['video_size']} is not a multiple of patch_size "
+            f"{values['patch_size']}; fix it"
+        )
+    return problems
+
+
 def card_metadata(text: str) -> dict | None:
     """The YAML metadata block at the top of a model card, or None when there is none."""
     import yaml
@@ -361,6 +400,7 @@ def fast_problems(repo: Path) -> list[str]:
     expected = facts.shapes or None
     problems += weight_problems(repo, data, expected)
     problems += processor_problems(repo, facts.image_size)
+    problems += processor_config_problems(repo, facts.patch_size)
     return problems + card
 
 

@@ -15,7 +15,14 @@ from pathlib import Path
 from .. import __version__
 from ..cli import program_name
 from ..errors import LlavaViTError, UsageError
-from ..repo_contract import AUTO_MAP, CONFIG_FILE, MAX_JSON_BYTES
+from ..repo_contract import (
+    AUTO_MAP,
+    CONFIG_FILE,
+    MAX_JSON_BYTES,
+    PROCESSOR_AUTO_MAP,
+    PROCESSOR_CONFIG_FILE,
+    processor_config,
+)
 from ..repo_files import config_json_text, with_auto_map, write_atomic, write_code_files
 
 
@@ -26,6 +33,11 @@ def load_config_json(repo: Path) -> dict:
         raise UsageError(f"{repo} is not a folder; pass a model repo folder (or run this inside one)")
     if not path.is_file():
         raise UsageError(f"{repo} has no config.json; run this in a model repo or pass its path")
+    return load_json_object(path)
+
+
+def load_json_object(path: Path) -> dict:
+    """A small JSON file holding an object, or an error that says what is wrong with it."""
     if path.stat().st_size > MAX_JSON_BYTES:
         raise LlavaViTError(f"{path}: larger than {MAX_JSON_BYTES // 2**20} MB, not a config; re-export it")
     try:
@@ -46,12 +58,32 @@ def sync_auto_map(repo: Path) -> bool:
     return True
 
 
+def sync_processor_config(repo: Path, config: dict) -> bool:
+    """Give processor_config.json exactly PROCESSOR_AUTO_MAP (creating the file with the default video settings
+    and config.json's patch_size when it is missing, as in repos made before video); True when it changed."""
+    path = repo / PROCESSOR_CONFIG_FILE
+    if not path.is_file() or path.is_symlink():
+        patch_size = config.get("patch_size")
+        if isinstance(patch_size, bool) or not isinstance(patch_size, int):
+            raise LlavaViTError(f"{repo / CONFIG_FILE}: no integer patch_size; re-create it with `llava-vit export`")
+        data = processor_config(patch_size)
+    else:
+        data = load_json_object(path)
+        if data.get("auto_map") == PROCESSOR_AUTO_MAP:
+            return False
+        data = {**data, "auto_map": dict(PROCESSOR_AUTO_MAP)}
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
+    return True
+
+
 def sync_repo(repo: Path) -> list[str]:
-    """Regenerate the code files and auto_map of the model repo at `repo`; return the files that changed."""
-    load_config_json(repo)
+    """Regenerate the code files and auto_maps of the model repo at `repo`; return the files that changed."""
+    config = load_config_json(repo)
     changed = write_code_files(repo)
     if sync_auto_map(repo):
         changed.append(CONFIG_FILE)
+    if sync_processor_config(repo, config):
+        changed.append(PROCESSOR_CONFIG_FILE)
     return changed
 
 
@@ -59,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     repo = Path(args.repo)
     changed = sync_repo(repo)
     for name in changed:
-        what = "auto_map" if name == CONFIG_FILE else "generated code"
+        what = "auto_map" if name in (CONFIG_FILE, PROCESSOR_CONFIG_FILE) else "generated code"
         print(
             f"{program_name()} sync: rewrote {name} ({what} must match llava-vit {__version__}, the installed "
             f"package); review it and `git add {name}`",

@@ -20,7 +20,16 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import UsageError
-from ..repo_contract import AUTO_MAP, CODE_FILES, WEIGHTS_FILE, WEIGHTS_INDEX, is_repo_id, judge_code
+from ..repo_contract import (
+    AUTO_MAP,
+    CODE_FILES,
+    PROCESSOR_AUTO_MAP,
+    PROCESSOR_CONFIG_FILE,
+    WEIGHTS_FILE,
+    WEIGHTS_INDEX,
+    is_repo_id,
+    judge_code,
+)
 
 WORKER = Path(__file__).resolve().parent / "_verify_worker.py"
 DTYPE_CHOICES = ("float32", "bfloat16", "float16", "auto")
@@ -141,6 +150,8 @@ def verify(
         "code_files": list(CODE_FILES),
         "weights_file": WEIGHTS_FILE,
         "weights_index": WEIGHTS_INDEX,
+        "processor_config_file": PROCESSOR_CONFIG_FILE,
+        "processor_auto_map": PROCESSOR_AUTO_MAP,
     }
     report = Report(target=target, revision=revision, python=interpreter)
     with tempfile.TemporaryDirectory(prefix="llava-vit-verify-") as work:

@@ -3,8 +3,8 @@
 olah answers 401 RepoNotFound when a local mirror repo lacks a file or a revision, and for repo info asked
 without a revision. The Hub answers 404 EntryNotFound / RevisionNotFound, and repo info for the default branch;
 clients rely on that: transformers' AutoImageProcessor probes optional files (processor_config.json) and only
-a 404 means "not there". This wrapper adds those answers for repos under the mirror folders and leaves every
-other response as olah gives it.
+a 404 means "not there" (a missing folder too: AutoProcessor lists one). This wrapper adds those answers
+for repos under the mirror folders and leaves every other response as olah gives it.
 
 olah only reads. The Hub's write API as huggingface_hub's `create_repo`, `create_branch` and `create_commit`
 (hence `upload_folder`, `push_to_hub`, `hf upload`) use it is answered here, on the first mirror folder: every file
@@ -30,6 +30,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 _RESOLVE = re.compile(r"^/(?:models/)?(?P<org>[^/]+)/(?P<name>[^/]+)/resolve/(?P<revision>[^/]+)/.+$")
+# A folder listing; transformers 5's AutoProcessor lists `additional_chat_templates/`, which a repo rarely has.
+_TREE = re.compile(r"^/api/models/(?P<org>[^/]+)/(?P<name>[^/]+)/tree/(?P<revision>[^/]+)(?:/.*)?$")
 _REPO_INFO = re.compile(r"^/api/models/(?P<org>[^/]+)/(?P<name>[^/]+)/?$")
 _WRITE = re.compile(
     r"^/api/models/(?P<org>[^/]+)/(?P<name>[^/]+)/(?P<action>preupload|commit|branch)/(?P<revision>.+)$"
@@ -205,7 +207,7 @@ def main() -> None:
             request.scope["path"] = f"{request.url.path.rstrip('/')}/revision/{branch}"
             request.scope["raw_path"] = request.scope["path"].encode()
         response = await call_next(request)
-        resolve = _RESOLVE.match(request.url.path)
+        resolve = _RESOLVE.match(request.url.path) or _TREE.match(request.url.path)
         if response.status_code != 401 or resolve is None:
             return response
         repo = _mirror_repo(mirrors, resolve["org"], resolve["name"])

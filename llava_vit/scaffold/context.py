@@ -17,7 +17,15 @@ from jinja2.ext import Extension
 
 from .. import __version__
 from ..model.presets import PRESETS, parameter_count, preset_config
-from ..repo_contract import MODEL_TYPE, REPO_ID_RULE, is_license_id, is_repo_id
+from ..repo_contract import (
+    MODEL_TYPE,
+    REPO_ID_RULE,
+    VIDEO_NUM_FRAMES,
+    VIDEO_SIZE,
+    VIDEO_TARGET_FRAMES,
+    is_license_id,
+    is_repo_id,
+)
 
 if TYPE_CHECKING:
     from ..model.configuration_llava_vit import LlavaViTConfig
@@ -74,6 +82,10 @@ def architecture(preset: str, **fields: Any) -> dict[str, Any]:
         "image_size": config.image_size,
         "tokens_per_frame": grid * grid,
         "grid": grid,
+        "video_size": VIDEO_SIZE,
+        "video_frames": VIDEO_NUM_FRAMES,
+        "target_frames": VIDEO_TARGET_FRAMES,
+        "video_tokens_per_frame": (VIDEO_SIZE // config.patch_size) ** 2,
         "layer_norm_type": config.layer_norm_type,
         "use_head": config.use_head,
         "parameters": f"{parameter_count(config) / 1e6:.1f}M",
