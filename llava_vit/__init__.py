@@ -43,10 +43,10 @@ def _register_auto_classes() -> None:
 
     AutoConfig.register(LlavaViTConfig.model_type, LlavaViTConfig, exist_ok=True)
     AutoModel.register(LlavaViTConfig, LlavaViTModel, exist_ok=True)
-    # save_pretrained copies the canonical code files, which carry no provenance header: add it.
-    from .repo_files import head_package_copies
+    # save_pretrained copies the package's bare code files: put the release's files (headed) and the processor in.
+    from .repo_files import complete_saved_folder
 
-    LlavaViTConfig.code_file_writer = staticmethod(head_package_copies)
+    LlavaViTConfig.code_file_writer = staticmethod(complete_saved_folder)
 
 
 def __getattr__(name: str) -> Any:

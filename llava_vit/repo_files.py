@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import LlavaViTError
-from .repo_contract import AUTO_MAP, CODE_FILES, canonical_source, render_code_file
+from .repo_contract import AUTO_MAP, CODE_FILES, CONFIG_FILE, PROCESSOR_CONFIG_FILE, processor_config, render_code_file
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -46,18 +46,16 @@ def write_code_files(folder: Path) -> list[str]:
     return changed
 
 
-def head_package_copies(folder: str | os.PathLike) -> None:
-    """Put the package's code files that transformers' save_pretrained copied into `folder` as they are under
-    their provenance header, so that the folder holds the release's bytes. Copies of a model repo's files (a model
-    loaded with trust_remote_code) already carry their header and are left alone."""
-    for name in CODE_FILES:
-        target = Path(folder) / name
-        if (
-            target.is_file()
-            and not target.is_symlink()
-            and target.read_text(encoding="utf-8") == canonical_source(name)
-        ):
-            write_atomic(target, render_code_file(name))
+def complete_saved_folder(folder: str | os.PathLike) -> None:
+    """What transformers' save_pretrained leaves out of a llava-vit repo when the package saves it: the code files
+    as the release has them (under their provenance header; transformers copies the package's bare sources and
+    knows nothing of the processor) and processor_config.json."""
+    folder = Path(folder)
+    write_code_files(folder)
+    target = folder / PROCESSOR_CONFIG_FILE
+    if not target.exists():
+        patch_size = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))["patch_size"]
+        write_atomic(target, json.dumps(processor_config(patch_size), indent=2) + "\n")
 
 
 def config_json_text(data: dict) -> str:

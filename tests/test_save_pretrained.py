@@ -53,7 +53,7 @@ def verify_passes(target: str, python: Path, env: dict[str, str] | None = None) 
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.rstrip().endswith("11/11 checks passed"), result.stdout
+    assert result.stdout.rstrip().endswith("12/12 checks passed"), result.stdout
 
 
 def run_clean(python: Path, script: str, *args: str, env: dict[str, str] | None = None) -> str:

@@ -83,7 +83,8 @@ class LlavaViTConfig(PretrainedConfig):
 
     def save_pretrained(self, save_directory: Any, push_to_hub: bool = False, **kwargs: Any) -> None:
         """transformers' save_pretrained (config.json with auto_map, the code files), then what makes the folder a
-        complete model repo: the code files under their provenance header and the image processor config.
+        complete model repo: the code files under their provenance header, the video processor and the image
+        processor config.
 
         A model's save_pretrained and push_to_hub call this before they write the weights and upload.
         """
@@ -97,11 +98,41 @@ class LlavaViTConfig(PretrainedConfig):
         writer = type(self).code_file_writer
         if writer is not None:
             writer(str(save_directory))
+        self._copy_processor_files(str(save_directory))
         try:  # transformers 5: the PIL backend (the default one needs torchvision); it writes the same file
             from transformers import CLIPImageProcessorPil as ImageProcessor
         except ImportError:  # transformers 4.5x
             from transformers import CLIPImageProcessor as ImageProcessor
         ImageProcessor(**image_processor_fields(self.image_size)).save_pretrained(save_directory)
+
+    # The video processor's code and settings; transformers copies only the config's and the model's code.
+    _processor_files = ("processing_llava_vit.py", "processor_config.json")
+
+    def _copy_processor_files(self, save_directory: str) -> None:
+        """Bring the processor's files from the repo this config came from (a model loaded with trust_remote_code),
+        byte for byte, unless the folder has them already."""
+        source = getattr(self, "_name_or_path", "")
+        if not source:
+            return
+        from transformers.utils import cached_file
+
+        for name in self._processor_files:
+            target = f"{save_directory}/{name}"
+            try:
+                with open(target, "rb"):
+                    continue
+            except FileNotFoundError:
+                pass
+            found = cached_file(
+                source,
+                name,
+                revision=getattr(self, "_commit_hash", None),
+                _raise_exceptions_for_missing_entries=False,
+                _raise_exceptions_for_connection_errors=False,
+            )
+            if found:
+                with open(found, "rb") as origin, open(target, "wb") as copy:
+                    copy.write(origin.read())
 
     @property
     def head_dim(self) -> int:
