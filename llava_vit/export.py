@@ -31,11 +31,16 @@ from .repo_contract import (
     ARCHITECTURES,
     AUTO_MAP,
     CONFIG_FILE,
+    MAX_JSON_BYTES,
+    MODEL_TYPE,
     PROCESSOR_FILE,
     REPO_ID_RULE,
     WEIGHTS_INDEX,
+    UnsafeFile,
     is_repo_id,
+    parse_json_bytes,
     preprocessor_config,
+    read_regular,
 )
 from .repo_files import config_json_text, write_code_files
 from .weights.sizes import DEFAULT_MAX_SHARD_SIZE, parse_size
@@ -75,15 +80,17 @@ def _architecture_fields() -> list[str]:
 def config_from_file(path: Path) -> dict:
     """Architecture fields from a JSON file (a config.json works: transformers' own keys are ignored)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = parse_json_bytes(read_regular(Path(path), MAX_JSON_BYTES))
+    except UnsafeFile as error:
+        raise UsageError(f"config {error}; pass a JSON file") from None
     except OSError as error:
         raise UsageError(f"cannot read config {path}: {error.strerror or error}") from None
     except ValueError as error:
         raise UsageError(f"config {path} is not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise UsageError(f"config {path} must hold a JSON object of config fields, found {type(data).__name__}")
-    if data.get("model_type", LlavaViTConfig.model_type) != LlavaViTConfig.model_type:
-        raise UsageError(f"config {path} is for model_type {data['model_type']!r}, not {LlavaViTConfig.model_type!r}")
+    if data.get("model_type", MODEL_TYPE) != MODEL_TYPE:
+        raise UsageError(f"config {path} is for model_type {data['model_type']!r}, not {MODEL_TYPE!r}")
     from transformers import PretrainedConfig
 
     fields = _architecture_fields()
