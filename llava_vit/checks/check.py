@@ -123,7 +123,9 @@ class ModelProbe:
         self.process: subprocess.Popen | None = None
         self.cached: ModelFacts | None = None
         try:
-            self.cached = ModelFacts(**json.loads(self.cache.read_text(encoding="utf-8")))
+            cached = ModelFacts(**json.loads(self.cache.read_text(encoding="utf-8")))
+            cached.shapes = {name: tuple(shape) for name, shape in cached.shapes.items()}
+            self.cached = cached
         except (OSError, ValueError, TypeError):
             self.process = subprocess.Popen(
                 [sys.executable, "-I", "-B", "-c", _PROBE, str(self.repo), json.dumps(AUTO_MAP)],
