@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .errors import LlavaViTError, describe_os_error
+from .errors import LlavaViTError, describe_hostile_input, describe_os_error
 
 # command -> (module that registers and runs it, one-line help), in the order `--help` lists them:
 # model -> export -> template -> hooks -> publish -> verify/audit.
@@ -98,3 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{where}: interrupted", file=sys.stderr)
         return 130
+    except (RecursionError, MemoryError, UnicodeError) as error:  # last resort: hostile input nothing else caught
+        if args.debug:
+            raise
+        print(f"{where}: error: {describe_hostile_input(error)}", file=sys.stderr)
+        return 1

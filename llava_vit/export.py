@@ -19,7 +19,7 @@ import os
 import secrets
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,7 +43,7 @@ from .repo_contract import (
     read_regular,
 )
 from .repo_files import config_json_text, write_code_files
-from .weights.sizes import DEFAULT_MAX_SHARD_SIZE, parse_size
+from .weights.sizes import DEFAULT_MAX_SHARD_SIZE, available_memory, parse_size
 
 if TYPE_CHECKING:
     import torch
@@ -80,7 +80,7 @@ def _architecture_fields() -> list[str]:
 def config_from_file(path: Path) -> dict:
     """Architecture fields from a JSON file (a config.json works: transformers' own keys are ignored)."""
     try:
-        data = parse_json_bytes(read_regular(Path(path), MAX_JSON_BYTES))
+        data = parse_json_bytes(read_regular(Path(path), MAX_JSON_BYTES, follow=True))
     except UnsafeFile as error:
         raise UsageError(f"config {error}; pass a JSON file") from None
     except OSError as error:
@@ -225,6 +225,14 @@ def _random_state(config: LlavaViTConfig) -> dict[str, torch.Tensor]:
     import torch
 
     from .model.modeling_llava_vit import LlavaViTModel
+    from .model.presets import parameter_count
+
+    needed, available = 4 * parameter_count(config), available_memory()
+    if available is not None and needed > available:
+        raise UsageError(
+            f"random weights for this geometry need {needed / 1e9:.1f} GB of memory, {available / 1e9:.1f} GB is "
+            "free: pass --weights with a trained checkpoint (it is converted tensor by tensor) or a smaller geometry"
+        )
 
     _warn(
         "WARNING: no --weights given: the exported model has RANDOM weights (initialised with seed "
@@ -241,6 +249,21 @@ def _check_repo_id(repo_id: str) -> None:
         raise UsageError(f"invalid --repo-id {repo_id!r}; use {REPO_ID_RULE}")
 
 
+def refuse_own_inputs(out: Path, inputs: Sequence[str | os.PathLike | None]) -> None:
+    """Refuse an OUT that holds, or lies inside, one of its own inputs (the checkpoint, the config): replacing
+    OUT (--force) would delete it. Both sides are resolved, so symlinks and `..` cannot hide the overlap."""
+    target = Path(out).resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(given).resolve()
+        if source == target or target in source.parents or source in target.parents:
+            raise UsageError(
+                f"{out} {'is inside' if source in target.parents else 'holds'} the input {given}: writing there "
+                "could delete it; choose an output folder apart from --weights and --config"
+            )
+
+
 def export_model(
     out: str | os.PathLike,
     config: LlavaViTConfig,
@@ -249,14 +272,17 @@ def export_model(
     repo_id: str | None = None,
     max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
     force: bool = False,
+    inputs: Sequence[str | os.PathLike | None] = (),
 ) -> Path:
     """Export `config` with `weights` (or random weights) to the folder `out`; returns its absolute path.
+    `inputs` are other files OUT must not touch (the --config file).
 
     Raises UsageError for bad arguments and LlavaViTError for a checkpoint that does not fit the config.
     """
     out = Path(os.path.normpath(Path(out).absolute()))
     if not out.name:
         raise UsageError(f"cannot export to {out}; name a folder")
+    refuse_own_inputs(out, [weights, *inputs])
     if dtype not in DTYPE_NAMES:
         raise UsageError(f"invalid dtype {dtype!r}; choose one of {', '.join(DTYPE_NAMES)}")
     max_bytes = parse_size(max_shard_size)
@@ -314,8 +340,11 @@ def summary(out: Path, repo_id: str | None = None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_own_inputs(Path(args.out), [args.weights, args.config])
     config = build_config(args.preset, args.config, args.image_size)
-    out = export_model(args.out, config, args.weights, args.dtype, args.repo_id, args.max_shard_size, args.force)
+    out = export_model(
+        args.out, config, args.weights, args.dtype, args.repo_id, args.max_shard_size, args.force, [args.config]
+    )
     print(summary(out, args.repo_id))
     return 0
 

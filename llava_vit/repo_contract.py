@@ -216,10 +216,11 @@ class UnsafeFile(ValueError):
     """A path that is not a regular file (symlink, FIFO, device, folder) or is larger than its limit."""
 
 
-def read_regular(path: Path, limit: int) -> bytes:
-    """The bytes of the regular file `path`, at most `limit` of them: never follows a symlink (O_NOFOLLOW), never
-    blocks on a FIFO or device (O_NONBLOCK, then fstat says what was opened), never reads past `limit`."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+def read_regular(path: Path, limit: int, *, follow: bool = False) -> bytes:
+    """The bytes of the regular file `path`, at most `limit` of them: never follows a symlink (O_NOFOLLOW; `follow`
+    allows it for a path the user named), never blocks on a FIFO or device (O_NONBLOCK, then fstat says what was
+    opened), never reads past `limit`."""
+    flags = os.O_RDONLY | (0 if follow else getattr(os, "O_NOFOLLOW", 0)) | getattr(os, "O_NONBLOCK", 0)
     try:
         descriptor = os.open(path, flags)
     except OSError as error:

@@ -33,16 +33,23 @@ from ..repo_contract import (
     CONFIG_FILE,
     MAX_CODE_BYTES,
     MAX_JSON_BYTES,
+    MAX_PLAIN_BYTES,
     MAX_SHARD_BYTES,
     MODEL_TYPE,
     PROCESSOR_FILE,
     WEIGHTS_FILE,
     WEIGHTS_INDEX,
+    UnsafeFile,
     is_license_id,
+    json_depth_ok,
     judge_code,
     parse_index,
+    parse_json_bytes,
     processor_output_size,
+    read_regular,
+    safe_yaml,
 )
+from ..repo_files import write_atomic
 from ..weights.safetensors_header import TORCH_DTYPE_NAMES, HeaderError, read_header
 from .sync import load_config_json
 
@@ -123,10 +130,10 @@ class ModelProbe:
         self.process: subprocess.Popen | None = None
         self.cached: ModelFacts | None = None
         try:
-            cached = ModelFacts(**json.loads(self.cache.read_text(encoding="utf-8")))
+            cached = ModelFacts(**json.loads(read_regular(self.cache, MAX_JSON_BYTES)))
             cached.shapes = {name: tuple(shape) for name, shape in cached.shapes.items()}
             self.cached = cached
-        except (OSError, ValueError, TypeError):
+        except (OSError, ValueError, TypeError, AttributeError):
             self.process = subprocess.Popen(
                 [sys.executable, "-I", "-B", "-c", _PROBE, str(self.repo), json.dumps(AUTO_MAP)],
                 stdout=subprocess.PIPE,
@@ -158,8 +165,8 @@ class ModelProbe:
         try:
             self.cache.parent.mkdir(parents=True, exist_ok=True)
             record = {**facts.__dict__, "shapes": {k: list(v) for k, v in facts.shapes.items()}}
-            self.cache.write_text(json.dumps(record), encoding="utf-8")
-        except OSError:
+            write_atomic(self.cache, json.dumps(record))
+        except (OSError, LlavaViTError):
             pass  # a read-only clone still checks, only slower next time
         facts.shapes = {name: tuple(shape) for name, shape in facts.shapes.items()}
         return facts
@@ -204,9 +211,10 @@ def code_problems(repo: Path) -> list[str]:
 
 
 def _read_json(path: Path) -> object:
-    if path.stat().st_size > MAX_JSON_BYTES:
-        raise ValueError(f"larger than {MAX_JSON_BYTES // 2**20} MB")
-    return json.loads(path.read_bytes().decode("utf-8"))
+    try:
+        return parse_json_bytes(read_regular(path, MAX_JSON_BYTES))
+    except UnsafeFile as error:
+        raise ValueError(str(error).replace(f"{path} ", "", 1)) from None
 
 
 def _weight_files(repo: Path) -> tuple[dict[str, str] | None, list[str], list[str]]:
@@ -214,9 +222,10 @@ def _weight_files(repo: Path) -> tuple[dict[str, str] | None, list[str], list[st
     index_path = repo / WEIGHTS_INDEX
     if index_path.is_file():
         try:
-            if index_path.stat().st_size > MAX_JSON_BYTES:
-                raise ValueError("too large")
-            weight_map = parse_index(index_path.read_bytes().decode("utf-8"))
+            data = read_regular(index_path, MAX_JSON_BYTES).decode("utf-8")
+            if not json_depth_ok(data):
+                raise ValueError("nested too deep")
+            weight_map = parse_index(data)
         except (UnicodeDecodeError, ValueError, RecursionError):
             return None, [], [f"{WEIGHTS_INDEX}: not a valid index (needs a weight_map); re-export the weights"]
         return weight_map, sorted(set(weight_map.values())), []
@@ -303,12 +312,10 @@ def processor_problems(repo: Path, image_size: int | None) -> list[str]:
 
 def card_metadata(text: str) -> dict | None:
     """The YAML metadata block at the top of a model card, or None when there is none."""
-    import yaml
-
-    match = re.match(r"\A---\s*\n(.*?\n)---\s*(\n|\Z)", text, re.DOTALL)
+    match = re.match(r"\A---[ \t]*\n(.*?\n)---[ \t]*(\n|\Z)", text, re.DOTALL)
     if match is None:
         return None
-    data = yaml.safe_load(match[1])
+    data = safe_yaml(match[1])
     return data if isinstance(data, dict) else None
 
 
@@ -319,7 +326,9 @@ def card_problems(repo: Path) -> list[str]:
     if not path.is_file():
         return ["README.md: missing model card; `copier update` (or `copier copy`) the llava-vit template"]
     try:
-        metadata = card_metadata(path.read_bytes().decode("utf-8"))
+        metadata = card_metadata(read_regular(path, MAX_PLAIN_BYTES).decode("utf-8"))
+    except UnsafeFile as error:
+        return [f"README.md: {error}; the model card must be a regular file under 10 MB"]
     except UnicodeDecodeError:
         return ["README.md: not UTF-8 text; save the model card as UTF-8"]
     except yaml.YAMLError as error:

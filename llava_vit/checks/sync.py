@@ -8,13 +8,12 @@ formatter, leaving the fixed files in place to review and stage.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from .. import __version__
 from ..errors import LlavaViTError, UsageError
-from ..repo_contract import AUTO_MAP, CONFIG_FILE, MAX_JSON_BYTES
+from ..repo_contract import AUTO_MAP, CONFIG_FILE, MAX_JSON_BYTES, UnsafeFile, parse_json_bytes, read_regular
 from ..repo_files import config_json_text, with_auto_map, write_atomic, write_code_files
 
 
@@ -23,13 +22,13 @@ def load_config_json(repo: Path) -> dict:
     path = repo / CONFIG_FILE
     if not repo.is_dir():
         raise UsageError(f"{repo} is not a folder; pass a model repo folder (or run this inside one)")
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise UsageError(f"{repo} has no config.json; run this in a model repo or pass its path")
-    if path.stat().st_size > MAX_JSON_BYTES:
-        raise LlavaViTError(f"{path}: larger than {MAX_JSON_BYTES // 2**20} MB, not a config; re-export it")
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        data = parse_json_bytes(read_regular(path, MAX_JSON_BYTES))
+    except UnsafeFile as error:
+        raise LlavaViTError(f"{error}; config.json must be a regular file, re-export it") from None
+    except (ValueError, RecursionError) as error:
         raise LlavaViTError(f"{path}: not valid JSON ({error}); fix it or re-export with `llava-vit export`") from None
     if not isinstance(data, dict):
         raise LlavaViTError(f"{path}: must hold a JSON object; re-create it with `llava-vit export`")
