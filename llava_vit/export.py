@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
-from .errors import LlavaViTError, UsageError, describe_os_error
+from .errors import LlavaViTError, UsageError, describe_os_error, one_line
 from .model.presets import PRESETS, resolve_preset
 from .repo_contract import (
     ARCHITECTURES,
@@ -79,14 +79,15 @@ def _architecture_fields() -> list[str]:
 
 def config_from_file(path: Path) -> dict:
     """Architecture fields from a JSON file (a config.json works: transformers' own keys are ignored)."""
+    shown = one_line(path)  # a file name with a newline must not break the one-line error
     try:
         data = parse_json_bytes(read_regular(Path(path), MAX_JSON_BYTES, follow=True))
     except UnsafeFile as error:
-        raise UsageError(f"config {error}; pass a JSON file") from None
+        raise UsageError(f"config {one_line(error)}; pass a JSON file") from None
     except OSError as error:
-        raise UsageError(f"cannot read config {path}: {error.strerror or error}") from None
+        raise UsageError(f"cannot read config {shown}: {error.strerror or error}") from None
     except ValueError as error:
-        raise UsageError(f"config {path} is not valid JSON: {error}") from None
+        raise UsageError(f"config {shown} is not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise UsageError(f"config {path} must hold a JSON object of config fields, found {type(data).__name__}")
     if data.get("model_type", MODEL_TYPE) != MODEL_TYPE:
@@ -258,9 +259,10 @@ def refuse_own_inputs(out: Path, inputs: Sequence[str | os.PathLike | None]) -> 
             continue
         source = Path(given).resolve()
         if source == target or target in source.parents or source in target.parents:
+            relation = "is" if source == target else "is inside" if source in target.parents else "holds"
             raise UsageError(
-                f"{out} {'is inside' if source in target.parents else 'holds'} the input {given}: writing there "
-                "could delete it; choose an output folder apart from --weights and --config"
+                f"{out} {relation} the input {given}: replacing it could delete that input; choose an output folder "
+                "apart from --weights and --config"
             )
 
 

@@ -227,10 +227,11 @@ def read_regular(path: Path, limit: int, *, follow: bool = False) -> bytes:
         if os.path.islink(path):
             raise UnsafeFile(f"{path} is a symlink; refusing to follow it") from None
         raise error
+    info = os.fstat(descriptor)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(descriptor)
+        raise UnsafeFile(f"{path} is not a regular file (a folder, FIFO, socket or device)")
     with os.fdopen(descriptor, "rb") as handle:
-        info = os.fstat(descriptor)
-        if not stat.S_ISREG(info.st_mode):
-            raise UnsafeFile(f"{path} is not a regular file (a folder, FIFO, socket or device)")
         if info.st_size > limit:
             raise UnsafeFile(f"{path} is {info.st_size} bytes, more than the {limit} this file may have")
         data = handle.read(limit + 1)
