@@ -46,13 +46,14 @@ def _is_binary(head: bytes) -> bool:
     return b"\0" in head[:_BINARY_SNIFF_BYTES]
 
 
-def _wide_tokens(chunk: bytes) -> Iterator[str]:
-    """Encodings whose text holds a token: the chunk decoded as UTF-16/32 (both byte orders, every alignment)."""
-    for encoding, width in _WIDE_ENCODINGS:
-        for offset in range(width):
-            if TOKEN_RE.search(chunk[offset:].decode(encoding, errors="ignore")):
-                yield encoding.upper()
-                break
+def _wide_encoding(chunk: bytes) -> str | None:
+    """The wide encoding (UTF-16/32, either byte order) in which the chunk holds a token, if any: every alignment
+    is tried, aligned readings first, so that one token is reported once, under the encoding it was written in."""
+    for offset in range(4):
+        for encoding, width in _WIDE_ENCODINGS:
+            if offset < width and TOKEN_RE.search(chunk[offset:].decode(encoding, errors="ignore")):
+                return encoding.upper()
+    return None
 
 
 @dataclass
@@ -72,7 +73,9 @@ class TokenScan:
             for match in _TOKEN_BYTES_RE.finditer(data):
                 if match.end() > len(carry):  # not already found in the previous chunk
                     lines.add(newlines_before + data.count(b"\n", 0, match.start()) + 1)
-            encodings.update(_wide_tokens(data))
+            found = _wide_encoding(data) if not encodings else None
+            if found:
+                encodings.add(found)
             carry = data[-_OVERLAP:]
             newlines_before += data.count(b"\n", 0, len(data) - len(carry))
         return cls(sorted(lines), encodings)
