@@ -449,6 +449,13 @@ CASES = [
             commit=False,
         ),
     ),
+    Case(
+        "audit-newline-in-name",
+        A,
+        1,
+        r"\n  x\\ny\.py: Python file that is not llava-vit release code",
+        repo(put("x\ny.py", "import os\n")),
+    ),
     # (2) guard: every commit pushed, every encoding, LFS content, metadata, messages, option-like names
     Case(
         "guard-utf16-be",

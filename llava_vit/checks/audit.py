@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
-from ..errors import LlavaViTError, UsageError
+from ..errors import LlavaViTError, UsageError, one_line
 from ..repo_contract import (
     AUTO_MAP,
     AUTO_MAPS,
@@ -96,7 +96,8 @@ class Finding:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.message}" if self.line else f"{self.path}: {self.message}"
+        path = one_line(self.path)  # a file name holding a newline must not forge a report line
+        return f"{path}:{self.line}: {self.message}" if self.line else f"{path}: {self.message}"
 
 
 @dataclass
@@ -721,8 +722,8 @@ def audit_target(target: str, revision: str | None) -> AuditReport:
 
 def format_report(report: AuditReport) -> str:
     lines = [f"audit of {report.target}" + (f" at commit {report.commit}" if report.commit else ""), "", "files:"]
-    lines += [f"  {rel!r:<40} {role}" if not rel.isprintable() else f"  {rel:<40} {role}" for rel, role in report.files]
-    lines += ["", "code:"] + [f"  {rel}: {verdict}" for rel, verdict in report.code.items()]
+    lines += [f"  {one_line(rel):<40} {role}" for rel, role in report.files]
+    lines += ["", "code:"] + [f"  {one_line(rel)}: {verdict}" for rel, verdict in report.code.items()]
     for title, findings in (("problems", report.errors), ("notes", report.warnings)):
         if findings:
             lines += ["", f"{title}:"] + [f"  {finding}" for finding in findings]

@@ -36,6 +36,7 @@ _BINARY_SNIFF_BYTES = 8000
 _CHUNK = 1 << 20  # a multiple of 4, so UTF-16/32 text keeps its alignment from chunk to chunk
 _OVERLAP = 256  # a multiple of 4, longer than any token in any encoding
 _WIDE_ENCODINGS = (("utf-16-le", 2), ("utf-16-be", 2), ("utf-32-le", 4), ("utf-32-be", 4))
+_WIDE_PREFIX_RE = re.compile(b"|".join(re.escape("hf_".encode(encoding)) for encoding, _ in _WIDE_ENCODINGS))
 _MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
 _ZERO = "0" * 40
 TOKEN_FIX = "remove it, revoke it at https://huggingface.co/settings/tokens, and use HF_TOKEN or `hf auth login`"
@@ -48,7 +49,10 @@ def _is_binary(head: bytes) -> bool:
 
 def _wide_encoding(chunk: bytes) -> str | None:
     """The wide encoding (UTF-16/32, either byte order) in which the chunk holds a token, if any: every alignment
-    is tried, aligned readings first, so that one token is reported once, under the encoding it was written in."""
+    is tried, aligned readings first, so that one token is reported once, under the encoding it was written in.
+    Chunks without "hf_" spelled in a wide encoding are not decoded at all (weights and media stay cheap)."""
+    if not _WIDE_PREFIX_RE.search(chunk):
+        return None
     for offset in range(4):
         for encoding, width in _WIDE_ENCODINGS:
             if offset < width and TOKEN_RE.search(chunk[offset:].decode(encoding, errors="ignore")):
