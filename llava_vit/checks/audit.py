@@ -397,7 +397,7 @@ class HubSource(Source):
         headers = {**build_hf_headers(), "Range": byte_range}
         session = get_session()
         try:
-            if hasattr(session, "stream"):  # httpx (huggingface_hub >= 1.0)
+            if callable(getattr(session, "stream", None)):  # httpx (huggingface_hub >= 1.0); requests: a flag
                 with session.stream("GET", url, headers=headers, follow_redirects=True, timeout=60) as response:
                     return _capped(response.status_code, response.iter_bytes(), byte_range)
             with session.get(url, headers=headers, stream=True, timeout=60) as response:  # requests
