@@ -23,6 +23,7 @@ import os
 import stat
 import subprocess
 import tempfile
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,23 +129,26 @@ class Entry:
     ref: str = ""  # the git blob or LFS object id
 
 
-class Source:
-    """The files of one judged tree. `read` returns the whole content (at most `limit` bytes, else UnsafeFile);
-    `sniff` returns (head, tail, zip names) of the real content, or None when that content is not available."""
+class Source(ABC):
+    """The files of one judged tree, and the commit they are at (None: a plain folder, nothing to pin)."""
 
     commit: str | None = None
     notes: list[str]
 
+    @abstractmethod
     def entries(self) -> list[Entry]:
-        raise NotImplementedError
+        """Every path of the tree, symlinks and special files included, none followed."""
 
+    @abstractmethod
     def read(self, entry: Entry, limit: int) -> bytes:
-        raise NotImplementedError
+        """The whole content, at most `limit` bytes (UnsafeFile beyond)."""
 
+    @abstractmethod
     def sniff(self, entry: Entry) -> tuple[bytes, bytes, list[str] | None] | None:
-        raise NotImplementedError
+        """(head, tail, zip member names) of the real content, or None when it is not available here."""
 
     def lfs_covered(self, paths: list[str]) -> set[str]:
+        """The paths .gitattributes sends through LFS, where the listing does not say it already."""
         return set()
 
 
@@ -327,14 +331,9 @@ class GitSource(Source):
         process.wait()
         return head, tail, None
 
-    def lfs_covered(self, paths: list[str]) -> set[str]:
-        return set()  # LFS status comes from the committed blobs themselves (pointer or not)
-
 
 class HubSource(Source):
     """A Hub repo at one commit: listed with its LFS status, code/JSON/text downloaded, binaries only sniffed."""
-
-    TEXT_SUFFIXES = (".py", ".json", ".md", ".txt", ".yml", ".yaml", ".jinja", ".gitattributes", ".gitignore")
 
     def __init__(self, repo_id: str, revision: str | None, scratch: Path) -> None:
         from huggingface_hub import HfApi, constants

@@ -20,6 +20,7 @@ import stat
 import struct
 import subprocess
 import sys
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,15 +119,16 @@ def _safetensors_strings(head: bytes, handle: BinaryIO) -> bytes | None:
 
 
 @dataclass
-class Content:
+class Content(ABC):
     """One thing to guard: its name, its size, whether git-lfs stores it, and a way to read it."""
 
     name: str
     size: int
     in_lfs: bool
 
+    @abstractmethod
     def open(self) -> BinaryIO:
-        raise NotImplementedError
+        """A binary stream of the real content (an LFS file's object, not its pointer)."""
 
 
 def content_problems(item: Content) -> list[str]:
