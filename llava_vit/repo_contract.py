@@ -321,10 +321,14 @@ def known_releases() -> dict[str, dict[str, str]]:
     return json.loads(resources.files("llava_vit").joinpath("releases.json").read_text(encoding="utf-8"))
 
 
-def release_of(name: str, body: str) -> str | None:
-    """The recorded llava-vit release whose `name` has exactly this body, if any."""
+def release_of(name: str, body: str, claimed: str | None = None) -> str | None:
+    """The recorded llava-vit release whose `name` has exactly this body, if any: the `claimed` one (its header's)
+    when it matches, since an unchanged file belongs to several releases."""
     digest = sha256_text(body)
-    return next((version for version, files in known_releases().items() if files.get(name) == digest), None)
+    releases = known_releases()
+    if claimed is not None and releases.get(claimed, {}).get(name) == digest:
+        return claimed
+    return next((version for version, files in releases.items() if files.get(name) == digest), None)
 
 
 def render_code_file(name: str, body: str | None = None, version: str = __version__) -> str:
@@ -374,7 +378,7 @@ def judge_code(name: str, text: str) -> CodeVerdict:
     intact = claimed is not None and sha256_text(body) == match["sha"]
     return CodeVerdict(
         name=name,
-        release=release_of(name, body),
+        release=release_of(name, body, claimed),
         claimed=claimed,
         body_intact=intact,
         installed=claimed is not None and body == canonical_source(name),

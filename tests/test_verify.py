@@ -110,7 +110,7 @@ def _broken(good: Path, tmp_path: Path, damage: str) -> Path:
 @pytest.mark.parametrize(
     ("damage", "check", "reason"),
     [
-        ("edited-modeling", PROVENANCE, "modeling_llava_vit.py was modified"),
+        ("edited-modeling", PROVENANCE, "modeling_llava_vit.py: edited by hand"),
         ("no-auto-map", "config loads", "auto_map is None"),
         ("cropping-processor", "processor", "into [16, 16], expected image_size x image_size = [32, 32]"),
         ("truncated-weights", "model loads", "SafetensorError"),
@@ -173,7 +173,7 @@ def test_provenance_names_the_release(tmp_path: Path) -> None:
     for name in CODE_FILES:
         (current / name).write_text(render_code_file(name).replace("import torch\n", "import torch  # edited\n"))
     check = provenance_check({name: str(current / name) for name in CODE_FILES})
-    assert not check.passed and "modeling_llava_vit.py was modified" in check.detail
+    assert not check.passed and "modeling_llava_vit.py: edited by hand" in check.detail
 
     check = provenance_check({CODE_FILES[0]: str(older[CODE_FILES[0]]), CODE_FILES[1]: None})
     assert not check.passed and f"{CODE_FILES[1]} is missing" in check.detail

@@ -45,11 +45,9 @@ from ..repo_contract import (
     canonical_source,
     is_repo_id,
     judge_code,
-    known_releases,
     looks_like_pickle,
     parse_json_bytes,
     read_regular,
-    sha256_text,
     strip_header,
     zip_member_names,
 )
@@ -546,8 +544,7 @@ def _judge_python(report: AuditReport, source: Source, entry: Entry) -> None:
     if rel in CODE_FILES:
         verdict = judge_code(rel, text)
         if verdict.problem is None:
-            recorded = known_releases().get(verdict.claimed or "", {}).get(rel) == sha256_text(strip_header(text))
-            report.code[rel] = f"identical to llava-vit {verdict.claimed if recorded else verdict.release}"
+            report.code[rel] = f"identical to llava-vit {verdict.release}"
             return
         claimed = f" (header claims llava-vit {verdict.claimed})" if verdict.claimed else " (no provenance header)"
         report.code[rel] = f"MODIFIED: matches no llava-vit release{claimed}"
