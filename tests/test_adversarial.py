@@ -157,6 +157,12 @@ def commit_step(message: str = "step") -> Step:
     return step
 
 
+def author_commit(at: Where) -> None:
+    """A commit whose author name is a token (it travels in the commit object, not in any file)."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": TOKEN}
+    subprocess.run(["git", "commit", "-q", "--no-verify", "--allow-empty", "-m", "x"], cwd=at.repo, env=env, check=True)
+
+
 def remove(name: str) -> Step:
     def step(at: Where) -> None:
         (at.repo / name).unlink()
@@ -456,6 +462,13 @@ CASES = [
         r"\n  x\\ny\.py: Python file that is not llava-vit release code",
         repo(put("x\ny.py", "import os\n")),
     ),
+    Case(
+        "audit-peft-auto-mapping",
+        A,
+        1,
+        r"adapter_config\.json: auto_mapping .* names classes to import by name",
+        repo(put("adapter_config.json", json.dumps({"auto_mapping": {"base_model_class": "Evil"}}))),
+    ),
     # (2) guard: every commit pushed, every encoding, LFS content, metadata, messages, option-like names
     Case(
         "guard-utf16-be",
@@ -535,6 +548,22 @@ CASES = [
         2,
         r"'--output=x' is not a commit",
         repo(),
+        cwd="repo",
+    ),
+    Case(
+        "guard-token-in-file-name",
+        G,
+        1,
+        r"hf_\.\.\.\.txt: its file name holds a Hugging Face token",
+        repo(put(f"{TOKEN}.txt", "notes\n")),
+        cwd="repo",
+    ),
+    Case(
+        "guard-token-as-author",
+        G,
+        1,
+        r"commit [0-9a-f]{12} author/committer:\d+: looks like a Hugging Face token",
+        repo(author_commit, commit=False),
         cwd="repo",
     ),
     # (3) writers never write through a planted symlink; destructive replaces never delete their inputs
@@ -656,6 +685,13 @@ CASES = [
         2,
         r"is not a regular file \(a folder",
         repo(commit=False),
+    ),
+    Case(
+        "export-million-patches",
+        ["export", "out", "--config", "{repo}/c.json"],
+        2,
+        r"gives 1048576 patches per frame, more than 65536",
+        repo(put("c.json", json.dumps({"image_size": 8192, "patch_size": 8})), commit=False),
     ),
     # (5) one line, never a traceback
     Case(

@@ -622,6 +622,8 @@ def _judge_json(report: AuditReport, source: Source, entry: Entry) -> None:
                 report.errors.append(
                     Finding(rel, 0, f"{where} names code in another repo ({', '.join(remote[:3])}): it would run it")
                 )
+        elif key == "auto_mapping":  # peft's adapter_config.json: a class to import by name
+            report.errors.append(Finding(rel, 0, f"{where} {value!r} names classes to import by name"))
         elif key == "custom_pipelines":
             report.errors.append(Finding(rel, 0, f"{where}: custom pipelines run the repo's code"))
         elif key == "trust_remote_code":

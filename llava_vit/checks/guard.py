@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import LlavaViTError, UsageError
+from ..errors import LlavaViTError, UsageError, one_line
 from ..git_lfs import git, lfs_tracked
 from ..repo_contract import MAX_PLAIN_BYTES, SNIFF_BYTES, ZIP_MAGIC, looks_like_pickle
 from ..weights.safetensors_header import LFS_POINTER_PREFIX
@@ -178,11 +178,21 @@ class WorkingFile(Content):
         return os.fdopen(descriptor, "rb")
 
 
+def name_problems(names: list[str]) -> list[str]:
+    """A token spelled in a file's name travels with every clone too."""
+    return [
+        f"{one_line(name).replace(match, 'hf_...')}: its file name holds a Hugging Face token; rename the file, "
+        f"{TOKEN_FIX.split(', ', 1)[1]}"
+        for name in names
+        for match in TOKEN_RE.findall(name)[:1]
+    ]
+
+
 def file_problems(repo: Path, names: list[str]) -> list[str]:
     """Every problem in the given files (paths relative to `repo`), one fix-it line each. Symlinks, FIFOs and
     devices are not followed or read (git stores a symlink as the path it names)."""
     tracked = lfs_tracked(repo, names)
-    problems = []
+    problems = name_problems(names)
     for name in names:
         path = repo / name
         try:
@@ -273,7 +283,8 @@ def range_problems(repo: Path, revisions: list[str]) -> list[str]:
         return []
     problems = []
     for commit in commits:
-        message = _git_bytes(repo, "cat-file", "commit", commit).partition(b"\n\n")[2]
+        headers, _, message = _git_bytes(repo, "cat-file", "commit", commit).partition(b"\n\n")
+        problems += token_problems(f"commit {commit[:12]} author/committer", TokenScan.of(iter([headers])))
         problems += token_problems(f"commit {commit[:12]} message", TokenScan.of(iter([message])))
     raw = _git_bytes(
         repo, "diff-tree", "-r", "-z", "--no-renames", "--root", "-m", "--no-commit-id", "--stdin",
@@ -283,14 +294,15 @@ def range_problems(repo: Path, revisions: list[str]) -> list[str]:
     blobs: dict[str, str] = {}
     for meta, path in zip(fields[0::2], fields[1::2], strict=False):
         parts = meta.decode("ascii", "replace").lstrip(":").split()
-        if len(parts) == 5 and parts[1] in ("100644", "100755") and parts[4] != "D":
-            blobs.setdefault(parts[3], path.decode("utf-8", "surrogateescape"))
+        if len(parts) == 5 and parts[1] in ("100644", "100755", "120000") and parts[4] != "D":
+            blobs.setdefault(parts[3], path.decode("utf-8", "surrogateescape"))  # a symlink's blob: its target
     media = _lfs_media(repo)
     checks = "".join(f"{oid}\n" for oid in blobs).encode()
     sizes = {}
     for line in _git_bytes(repo, "cat-file", "--batch-check", data=checks).decode().splitlines():
         oid, _, size = line.split()
         sizes[oid] = int(size)
+    problems += name_problems(sorted(set(blobs.values())))
     for oid, name in sorted(blobs.items(), key=lambda item: item[1]):
         item = Blob(name, sizes[oid], False, repo, oid)
         if sizes[oid] <= 1024:

@@ -22,6 +22,7 @@ GEOMETRY_LIMITS = {
     "patch_size": 1024,
 }
 MAX_PARAMETERS = 50 * 10**9
+MAX_PATCHES = 65536  # per frame: a 256 x 256 grid (448 / 14 is 32 x 32)
 
 
 class LlavaViTConfig(PretrainedConfig):
@@ -98,6 +99,11 @@ class LlavaViTConfig(PretrainedConfig):
             )
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size ({self.image_size}) must be divisible by patch_size ({self.patch_size})")
+        if (self.image_size // self.patch_size) ** 2 > MAX_PATCHES:
+            raise ValueError(
+                f"image_size / patch_size = {self.image_size} / {self.patch_size} gives "
+                f"{(self.image_size // self.patch_size) ** 2} patches per frame, more than {MAX_PATCHES}"
+            )
         per_layer = 4 * self.hidden_size**2 + 2 * self.hidden_size * self.intermediate_size
         parameters = self.num_hidden_layers * per_layer + self.num_channels * self.patch_size**2 * self.hidden_size
         if parameters > MAX_PARAMETERS:
