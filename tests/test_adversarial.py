@@ -20,6 +20,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -161,6 +162,20 @@ def author_commit(at: Where) -> None:
     """A commit whose author name is a token (it travels in the commit object, not in any file)."""
     env = {**os.environ, "GIT_AUTHOR_NAME": TOKEN}
     subprocess.run(["git", "commit", "-q", "--no-verify", "--allow-empty", "-m", "x"], cwd=at.repo, env=env, check=True)
+
+
+def planted_pyc(at: Where) -> None:
+    """Bytecode beside the (release-identical) modeling file that writes the marker, as an unchecked-hash pyc:
+    Python would load it without looking at the source it claims to be compiled from."""
+    import importlib.util
+    import py_compile
+
+    hostile = at.work / "hostile.py"
+    hostile.write_text(RUNS_CODE.format(marker=str(at.marker)))
+    target = importlib.util.cache_from_source(str(at.repo / "modeling_llava_vit.py"))
+    py_compile.compile(str(hostile), target, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    hostile.unlink()
+    shutil.rmtree(at.repo / ".git" / "llava-vit", ignore_errors=True)  # no cached answer: the probe must run
 
 
 def remove(name: str) -> Step:
@@ -748,6 +763,7 @@ CASES = [
         r"modeling_llava_vit\.py: claims llava-vit \S+ but matches no recorded",
         repo(forged_modeling, commit=False),
     ),
+    Case("check-planted-bytecode", ["check", "{repo}"], 0, r"^$", repo(planted_pyc, commit=False)),
     Case(
         "check-auto-map-to-evil",
         ["check", "{repo}"],

@@ -16,8 +16,10 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -128,14 +130,29 @@ class ModelProbe:
         self.repo = repo.resolve()
         self.cache = _cache_dir(repo) / f"{_probe_key(repo)}.json"
         self.process: subprocess.Popen | None = None
+        self.no_bytecode = ""
         self.cached: ModelFacts | None = None
         try:
             cached = ModelFacts(**json.loads(read_regular(self.cache, MAX_JSON_BYTES)))
             cached.shapes = {name: tuple(shape) for name, shape in cached.shapes.items()}
             self.cached = cached
         except (OSError, ValueError, TypeError, AttributeError):
+            # Bytecode is never read from the repo: a planted __pycache__/*.pyc (an unchecked-hash one is loaded
+            # without a look at its source) would run instead of the proven source. -X pycache_prefix points
+            # Python at an empty folder of ours, -B keeps it empty.
+            self.no_bytecode = tempfile.mkdtemp(prefix="llava-vit-probe-")
             self.process = subprocess.Popen(
-                [sys.executable, "-I", "-B", "-c", _PROBE, str(self.repo), json.dumps(AUTO_MAP)],
+                [
+                    sys.executable,
+                    "-I",
+                    "-B",
+                    "-X",
+                    f"pycache_prefix={self.no_bytecode}",
+                    "-c",
+                    _PROBE,
+                    str(self.repo),
+                    json.dumps(AUTO_MAP),
+                ],  # fmt: skip
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -145,12 +162,14 @@ class ModelProbe:
         if self.process is not None:
             self.process.kill()
             self.process.communicate()
+            shutil.rmtree(self.no_bytecode, ignore_errors=True)
 
     def facts(self) -> ModelFacts:
         if self.cached is not None:
             return self.cached
         assert self.process is not None
         stdout, stderr = self.process.communicate()
+        shutil.rmtree(self.no_bytecode, ignore_errors=True)
         if self.process.returncode != 0:
             last = (stderr.strip().splitlines() or ["no output"])[-1]
             return ModelFacts(
