@@ -484,6 +484,13 @@ CASES = [
         r"adapter_config\.json: auto_mapping .* names classes to import by name",
         repo(put("adapter_config.json", json.dumps({"auto_mapping": {"base_model_class": "Evil"}}))),
     ),
+    Case(
+        "audit-hub-kernel",
+        A,
+        1,
+        r"config\.json: attn_implementation 'kernels-community/x' names a Hub kernel repo",
+        repo(edit_json("config.json", lambda d: d.update(attn_implementation="kernels-community/x"))),
+    ),
     # (2) guard: every commit pushed, every encoding, LFS content, metadata, messages, option-like names
     Case(
         "guard-utf16-be",
@@ -755,6 +762,7 @@ CASES = [
             commit=False,
         ),
     ),
+    Case("check-path-with-newline", ["check", "{repo}/x\ny"], 1, r"x\\ny is not a folder", repo(commit=False)),
     # (6) check never runs code it has not proven
     Case(
         "check-forged-modeling",

@@ -622,6 +622,8 @@ def _judge_json(report: AuditReport, source: Source, entry: Entry) -> None:
                 report.errors.append(
                     Finding(rel, 0, f"{where} names code in another repo ({', '.join(remote[:3])}): it would run it")
                 )
+        elif key in ("attn_implementation", "_attn_implementation") and isinstance(value, str) and "/" in value:
+            report.errors.append(Finding(rel, 0, f"{where} {value!r} names a Hub kernel repo: code downloaded and run"))
         elif key == "auto_mapping":  # peft's adapter_config.json: a class to import by name
             report.errors.append(Finding(rel, 0, f"{where} {value!r} names classes to import by name"))
         elif key == "custom_pipelines":

@@ -73,6 +73,8 @@ for kind, target in auto_map.items():
 import torch
 with open(repo + "/config.json", encoding="utf-8") as handle:
     data = json.load(handle)
+for key in ("attn_implementation", "_attn_implementation"):  # a Hub kernel repo here would download code
+    data.pop(key, None)
 try:
     config = classes["AutoConfig"].from_dict(data)
 except (TypeError, ValueError) as error:
@@ -156,6 +158,7 @@ class ModelProbe:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
+                env={**os.environ, "HF_HUB_OFFLINE": "1"},  # the probe never downloads anything
             )
 
     def kill(self) -> None:
