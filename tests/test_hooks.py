@@ -92,6 +92,20 @@ def test_push_guards_every_commit_that_skipped_the_hooks(repo: Path, env: dict[s
     assert run([*guard, "--range", "HEAD~1..HEAD"], cwd=repo, env=env, ok=False).stderr.count("llava-vit guard:") == 3
 
 
+def test_first_push_guards_the_whole_new_history(repo: Path, env: dict[str, str], tmp_path: Path) -> None:
+    """A new branch whose history reaches the root commit: pre-commit passes no FROM..TO, the guard reads
+    every commit the remote lacks."""
+    remote = tmp_path / "hub.git"
+    git(tmp_path, env, "init", "-q", "--bare", str(remote))
+    git(repo, env, "remote", "add", "hub", remote.as_uri())
+    (repo / "notes.md").write_text("hf_" + "Wm2" * 12 + "\n")
+    git(repo, env, "add", "-A")
+    git(repo, env, "commit", "-q", "--no-verify", "-m", "notes")
+    result = git(repo, env, "push", "hub", "main", ok=False)
+    assert "llava-vit guard: notes.md:1: looks like a Hugging Face token" in result.stdout + result.stderr
+    assert git(tmp_path, env, "--git-dir", str(remote), "branch", "--list").stdout == ""
+
+
 def test_guard_blocks_small_binaries_outside_lfs_only(repo: Path, env: dict[str, str], monkeypatch) -> None:
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", env["GIT_CONFIG_GLOBAL"])
     (repo / "plot.dat").write_bytes(b"\x00\x01binary")
