@@ -134,6 +134,7 @@ def _push(repo: Path, hub, repo_id: str, env: dict[str, str]) -> None:
     git(repo, env, "push", "-q", "--no-verify", repo_id.replace("/", "-"), "HEAD:main")
 
 
+@pytest.mark.slow
 def test_hub_audit_downloads_no_weights_and_sniffs_lfs_pickles(tiny_repo, env, local_hub, tmp_path):
     """By repo id: listed at the resolved commit, code/JSON downloaded, binaries read by HTTP range only."""
     _push(tiny_repo, local_hub, "audit-org/clean-vit", env)

@@ -66,6 +66,7 @@ def test_guard_blocks_big_files_pickles_and_tokens(repo: Path, env: dict[str, st
     assert git(repo, env, "rev-list", "--count", "HEAD").stdout.strip() == "1"
 
 
+@pytest.mark.slow
 def test_push_guards_every_commit_that_skipped_the_hooks(repo: Path, env: dict[str, str], tmp_path: Path) -> None:
     """`git commit --no-verify` skips the pre-commit guard; the pre-push guard reads every pushed commit."""
     remote = tmp_path / "hub.git"
@@ -92,6 +93,7 @@ def test_push_guards_every_commit_that_skipped_the_hooks(repo: Path, env: dict[s
     assert run([*guard, "--range", "HEAD~1..HEAD"], cwd=repo, env=env, ok=False).stderr.count("llava-vit guard:") == 3
 
 
+@pytest.mark.slow
 def test_first_push_guards_the_whole_new_history(repo: Path, env: dict[str, str], tmp_path: Path) -> None:
     """A new branch whose history reaches the root commit: pre-commit passes no FROM..TO, the guard reads
     every commit the remote lacks."""

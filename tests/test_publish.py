@@ -113,6 +113,7 @@ def test_failed_check_publishes_nothing(repo: Path, tmp_path: Path) -> None:
     assert remote_head(remote) == good
 
 
+@pytest.mark.slow
 def test_publish_guards_every_commit_it_pushes(repo: Path, tmp_path: Path) -> None:
     """A token committed past the hooks and deleted again is still in the history publish would send."""
     remote = bare_remote(tmp_path / "remote.git")
