@@ -541,6 +541,22 @@ CASES = [
         cwd="repo",
     ),
     Case(
+        "guard-token-in-tensor-data",
+        G,
+        1,
+        r"w\.safetensors:\d+: looks like a Hugging Face token",
+        repo(
+            put(
+                "w.safetensors",
+                lambda at: safetensors_bytes(
+                    {"t": {"dtype": "U8", "shape": [len(TOKEN) + 2], "data_offsets": [0, len(TOKEN) + 2]}},
+                    f" {TOKEN} ".encode(),
+                ),
+            )
+        ),
+        cwd="repo",
+    ),
+    Case(
         "guard-pickle-as-txt",
         G,
         1,

@@ -85,6 +85,10 @@ class TokenScan:
             newlines_before += data.count(b"\n", 0, len(data) - len(carry))
         return cls(sorted(lines), encodings)
 
+    @property
+    def found(self) -> bool:
+        return bool(self.lines or self.encodings)
+
 
 def token_problems(name: str, scan: TokenScan) -> list[str]:
     problems = [f"{name}:{line}: looks like a Hugging Face token (hf_...); {TOKEN_FIX}" for line in scan.lines]
@@ -138,17 +142,21 @@ def content_problems(item: Content) -> list[str]:
         head = handle.read(SNIFF_BYTES)
         header = _safetensors_strings(head, handle) if head[8:9] == b"{" else None
         tail = [head]
-        if header is not None:  # weights: the header's text is what can hold a token, not the tensor data
-            scan, where = TokenScan.of(iter([header])), f"{name} (safetensors header)"
-        else:
 
-            def stream() -> Iterator[bytes]:
-                yield head
-                for chunk in _chunks(handle):
-                    tail[0] = (tail[0] + chunk)[-SNIFF_BYTES:]
-                    yield chunk
+        def stream() -> Iterator[bytes]:
+            yield head
+            for chunk in _chunks(handle):
+                tail[0] = (tail[0] + chunk)[-SNIFF_BYTES:]
+                yield chunk
 
-            scan, where = TokenScan.of(stream()), name
+        scan = TokenScan.of(stream())  # every byte, tensor data included: any file can carry a secret
+    # A safetensors header is also read decoded, so that a JSON escape cannot hide a token in its metadata.
+    in_header = TokenScan.of(iter([header])) if header is not None else None
+    tokens = (
+        token_problems(f"{name} (safetensors header)", in_header)
+        if in_header is not None and in_header.found
+        else token_problems(name, scan)
+    )
     if header is None and looks_like_pickle(head, tail[0] if head.startswith(ZIP_MAGIC) else b""):
         return [
             f"{name}: pickle (recognised by content) is not published (loading one runs arbitrary code); convert "
@@ -165,7 +173,7 @@ def content_problems(item: Content) -> list[str]:
             f"{name}: binary file outside git-lfs; the Hub rejects it: run `git lfs track '*{Path(name).suffix}'` "
             f"(or the file name), `git rm --cached -- {name}`, then `git add .gitattributes {name}`"
         )
-    return problems + token_problems(where, scan)
+    return problems + tokens
 
 
 # --- the working tree (pre-commit) ---------------------------------------------------------------------
