@@ -36,6 +36,8 @@ from template_repos import copy_repo
 from llava_vit.cli import main
 from llava_vit.repo_contract import AUTO_MAP, canonical_source, render_code_file
 
+# Under the sanity limits (about 39 billion parameters) yet beyond any test machine's memory as float32 (154 GB).
+BIG_GEOMETRY = {"hidden_size": 8192, "num_attention_heads": 64, "num_hidden_layers": 48, "intermediate_size": 32768}
 MARKER = "pwned"  # hostile code would create outside/pwned
 TOKEN = "hf_" + "Qx7" * 12
 RUNS_CODE = "open({marker!r}, 'w').write('ran')\n"
@@ -730,6 +732,14 @@ CASES = [
         2,
         r"gives 1048576 patches per frame, more than 65536",
         repo(put("c.json", json.dumps({"image_size": 8192, "patch_size": 8})), commit=False),
+    ),
+    Case(
+        "export-random-init-beyond-memory",
+        ["export", "out", "--config", "{repo}/c.json"],
+        2,
+        r"random weights for this geometry need 1\d\d\.\d GB of memory",
+        repo(put("c.json", json.dumps(BIG_GEOMETRY)), commit=False),
+        memory_mb=4096,
     ),
     # (5) one line, never a traceback
     Case(
