@@ -211,6 +211,20 @@ def zip_member_names(handle: io.BufferedIOBase) -> list[str] | None:
         return None
 
 
+_LFS_POINTER_RE = re.compile(
+    rb"\Aversion https://git-lfs\.github\.com/spec/v1\n(?:[a-z0-9.-]+ [^\n]*\n)*?"
+    rb"oid sha256:(?P<oid>[0-9a-f]{64})\nsize (?P<size>[0-9]{1,19})\n"
+)
+LFS_POINTER_MAX_BYTES = 1024
+
+
+def parse_lfs_pointer(blob: bytes) -> tuple[str, int] | None:
+    """(sha256, size) of a git-lfs pointer file, or None when `blob` is not one. The object id is 64 hex
+    digits or nothing: a hostile pointer cannot name a path outside the LFS object store."""
+    match = _LFS_POINTER_RE.match(blob[:LFS_POINTER_MAX_BYTES])
+    return (match["oid"].decode(), int(match["size"])) if match else None
+
+
 # --- reading hostile files ---------------------------------------------------------------------------
 class UnsafeFile(ValueError):
     """A path that is not a regular file (symlink, FIFO, device, folder) or is larger than its limit."""

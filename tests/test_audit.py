@@ -162,3 +162,13 @@ def test_hub_audit_downloads_no_weights_and_sniffs_lfs_pickles(tiny_repo, env, l
     assert result.returncode == 1, result.stdout + result.stderr
     assert "extra.ckpt: pickle (recognised by content)" in result.stdout
     assert not [p for p in home.rglob("*.safetensors")], "audit downloaded weights"
+
+
+def test_an_lfs_pointer_names_an_object_id_or_nothing():
+    """A hostile pointer cannot send audit or guard to a path outside the LFS object store."""
+    from llava_vit.repo_contract import parse_lfs_pointer
+
+    pointer = "version https://git-lfs.github.com/spec/v1\noid sha256:{}\nsize 9\n"
+    assert parse_lfs_pointer(pointer.format("ab" * 32).encode()) == ("ab" * 32, 9)
+    assert parse_lfs_pointer(pointer.format("../../../../etc/passwd").encode()) is None
+    assert parse_lfs_pointer(pointer.format("AB" * 32).encode()) is None

@@ -36,6 +36,7 @@ from ..repo_contract import (
     CODE_FILES,
     CONFIG_FILE,
     EXAMPLE_FILE,
+    LFS_POINTER_MAX_BYTES,
     MAX_CODE_BYTES,
     MAX_JSON_BYTES,
     MAX_PLAIN_BYTES,
@@ -47,15 +48,14 @@ from ..repo_contract import (
     judge_code,
     looks_like_pickle,
     parse_json_bytes,
+    parse_lfs_pointer,
     read_regular,
     strip_header,
     zip_member_names,
 )
-from ..weights.safetensors_header import LFS_POINTER_PREFIX
 
 MAX_FILES = 10_000  # a model repo has a handful; more is refused rather than walked forever
 COMPILED_SUFFIXES = (".pyc", ".pyo", ".pyd", ".so", ".dylib", ".dll")
-_LFS_POINTER_MAX = 1024
 
 # Explanations of a difference (never a reason to pass): imports and calls that reach beyond tensor maths.
 ALLOWED_IMPORTS = frozenset(
@@ -233,17 +233,6 @@ def _git(root: Path, *args: str, data: bytes | None = None) -> bytes:
     return result.stdout
 
 
-def _pointer_oid(blob: bytes) -> tuple[str, int] | None:
-    """(sha256, size) of a git-lfs pointer, or None when `blob` is not one."""
-    if not blob.startswith(LFS_POINTER_PREFIX):
-        return None
-    fields = dict(line.split(" ", 1) for line in blob.decode("ascii", "replace").splitlines() if " " in line)
-    oid, size = fields.get("oid", ""), fields.get("size", "")
-    if not oid.startswith("sha256:") or not size.isdigit():
-        return None
-    return oid.removeprefix("sha256:"), int(size)
-
-
 class GitSource(Source):
     """A local git repo, read from git at HEAD (the commit users pin), never from the working tree."""
 
@@ -274,14 +263,14 @@ class GitSource(Source):
                 found.append(Entry(path, "submodule", 0, ref=oid))
             else:
                 found.append(Entry(path, "file", int(size), ref=oid))
-                if int(size) <= _LFS_POINTER_MAX:
+                if int(size) <= LFS_POINTER_MAX_BYTES:
                     small[oid] = path
             if len(found) > MAX_FILES:
                 raise LlavaViTError(f"{self.root} at {self.commit} holds more than {MAX_FILES} files")
         blobs = self._cat_batch(list(small))
         resolved = []
         for entry in found:
-            pointer = _pointer_oid(blobs.get(entry.ref, b"")) if entry.kind == "file" else None
+            pointer = parse_lfs_pointer(blobs.get(entry.ref, b"")) if entry.kind == "file" else None
             if pointer is not None:
                 entry = Entry(entry.path, "file", pointer[1], lfs=True, ref=pointer[0])
             resolved.append(entry)

@@ -28,8 +28,14 @@ from typing import BinaryIO
 
 from ..errors import LlavaViTError, UsageError, one_line
 from ..git_lfs import git, lfs_tracked
-from ..repo_contract import MAX_PLAIN_BYTES, SNIFF_BYTES, ZIP_MAGIC, looks_like_pickle
-from ..weights.safetensors_header import LFS_POINTER_PREFIX
+from ..repo_contract import (
+    LFS_POINTER_MAX_BYTES,
+    MAX_PLAIN_BYTES,
+    SNIFF_BYTES,
+    ZIP_MAGIC,
+    looks_like_pickle,
+    parse_lfs_pointer,
+)
 
 TOKEN_RE = re.compile(r"(?<![A-Za-z0-9])hf_[A-Za-z0-9]{30,}")
 _TOKEN_BYTES_RE = re.compile(rb"(?<![A-Za-z0-9])hf_[A-Za-z0-9]{30,}")
@@ -313,8 +319,8 @@ def range_problems(repo: Path, revisions: list[str]) -> list[str]:
     problems += name_problems(sorted(set(blobs.values())))
     for oid, name in sorted(blobs.items(), key=lambda item: item[1]):
         item = Blob(name, sizes[oid], False, repo, oid)
-        if sizes[oid] <= 1024:
-            pointer = _pointer(_git_bytes(repo, "cat-file", "blob", oid))
+        if sizes[oid] <= LFS_POINTER_MAX_BYTES:
+            pointer = parse_lfs_pointer(_git_bytes(repo, "cat-file", "blob", oid))
             if pointer is not None:
                 lfs_oid, lfs_size = pointer
                 path = media / lfs_oid[:2] / lfs_oid[2:4] / lfs_oid
@@ -327,16 +333,6 @@ def range_problems(repo: Path, revisions: list[str]) -> list[str]:
                 item = Blob(name, lfs_size, True, repo, oid, path)
         problems += content_problems(item)
     return problems
-
-
-def _pointer(blob: bytes) -> tuple[str, int] | None:
-    if not blob.startswith(LFS_POINTER_PREFIX):
-        return None
-    fields = dict(line.split(" ", 1) for line in blob.decode("ascii", "replace").splitlines() if " " in line)
-    oid, size = fields.get("oid", ""), fields.get("size", "")
-    if not oid.startswith("sha256:") or not size.isdigit():
-        return None
-    return oid.removeprefix("sha256:"), int(size)
 
 
 def _lfs_media(repo: Path) -> Path:
