@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .errors import LlavaViTError, describe_os_error
+from .errors import LlavaViTError, describe_hostile_input, describe_os_error, one_line
 
 # command -> (module that registers and runs it, one-line help), in the order `--help` lists them:
 # model -> export -> template -> hooks -> publish -> verify/audit.
@@ -78,6 +78,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _escape_arguments(message: str, argv: list[str]) -> str:
+    """`message` with every argument that holds a newline or another control character (a hostile file name)
+    escaped, so that the error stays one line."""
+    for arg in sorted((arg for arg in argv if not arg.isprintable()), key=len, reverse=True):
+        message = message.replace(arg, one_line(arg))
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command_of(argv))
@@ -91,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LlavaViTError as error:
         if args.debug:
             raise
-        print(f"{where}: error: {error}", file=sys.stderr)
+        print(f"{where}: error: {_escape_arguments(str(error), argv)}", file=sys.stderr)
         return error.exit_code
     except OSError as error:
         if args.debug:
@@ -101,6 +109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{where}: interrupted", file=sys.stderr)
         return 130
+    except (RecursionError, MemoryError, UnicodeError) as error:  # last resort: hostile input nothing else caught
+        if args.debug:
+            raise
+        print(f"{where}: error: {describe_hostile_input(error)}", file=sys.stderr)
+        return 1
 
 
 def hf_main() -> int:

@@ -36,9 +36,24 @@ class CheckFailed(LlavaViTError):
     exit_code = 1
 
 
+def one_line(name: object) -> str:
+    """A path as one line: control characters (a newline in a file name) escaped as Python writes them."""
+    text = str(name)
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 def describe_os_error(error: OSError) -> str:
     """One line for an OSError: where, what the system said, and what to do about it."""
-    where = " -> ".join(str(name) for name in (error.filename, error.filename2) if name is not None)
+    where = " -> ".join(one_line(name) for name in (error.filename, error.filename2) if name is not None)
     reason = error.strerror or str(error) or type(error).__name__
     fix = _OS_ERROR_FIXES.get(error.errno or 0, "check the path and try again")
     return f"{where + ': ' if where else ''}{reason}; {fix}"
+
+
+def describe_hostile_input(error: BaseException) -> str:
+    """One line for what only a hostile or broken input causes (deep nesting, a memory bomb, bad text)."""
+    if isinstance(error, RecursionError):
+        return "an input is nested too deeply to process (a hostile or broken file); fix or replace it"
+    if isinstance(error, MemoryError):
+        return "an input needs more memory than this machine has (a hostile or broken file?); fix or replace it"
+    return f"an input is not valid text ({one_line(error)}); save it as UTF-8"

@@ -19,30 +19,34 @@ import os
 import secrets
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
 from .cli import program_name
-from .errors import LlavaViTError, UsageError, describe_os_error
+from .errors import LlavaViTError, UsageError, describe_os_error, one_line
 from .model.presets import PRESETS, resolve_preset
 from .repo_contract import (
     ARCHITECTURES,
     AUTO_MAP,
     CONFIG_FILE,
+    MAX_JSON_BYTES,
     MODEL_TYPE,
     PROCESSOR_CONFIG_FILE,
     PROCESSOR_FILE,
     REPO_ID_RULE,
     WEIGHTS_INDEX,
+    UnsafeFile,
     is_repo_id,
+    parse_json_bytes,
     preprocessor_config,
     processor_config,
+    read_regular,
 )
 from .repo_files import config_json_text, write_code_files
-from .weights.sizes import DEFAULT_MAX_SHARD_SIZE, parse_size
+from .weights.sizes import DEFAULT_MAX_SHARD_SIZE, available_memory, parse_size
 
 if TYPE_CHECKING:
     import torch
@@ -78,12 +82,15 @@ def _architecture_fields() -> list[str]:
 
 def config_from_file(path: Path) -> dict:
     """Architecture fields from a JSON file (a config.json works: transformers' own keys are ignored)."""
+    shown = one_line(path)  # a file name with a newline must not break the one-line error
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = parse_json_bytes(read_regular(Path(path), MAX_JSON_BYTES, follow=True))
+    except UnsafeFile as error:
+        raise UsageError(f"config {one_line(error)}; pass a JSON file") from None
     except OSError as error:
-        raise UsageError(f"cannot read config {path}: {error.strerror or error}") from None
+        raise UsageError(f"cannot read config {shown}: {error.strerror or error}") from None
     except ValueError as error:
-        raise UsageError(f"config {path} is not valid JSON: {error}") from None
+        raise UsageError(f"config {shown} is not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise UsageError(f"config {path} must hold a JSON object of config fields, found {type(data).__name__}")
     if data.get("model_type", MODEL_TYPE) != MODEL_TYPE:
@@ -222,6 +229,14 @@ def _random_state(config: LlavaViTConfig) -> dict[str, torch.Tensor]:
     import torch
 
     from .model.modeling_llava_vit import LlavaViTModel
+    from .model.presets import parameter_count
+
+    needed, available = 4 * parameter_count(config), available_memory()
+    if available is not None and needed > available:
+        raise UsageError(
+            f"random weights for this geometry need {needed / 1e9:.1f} GB of memory, {available / 1e9:.1f} GB is "
+            "free: pass --weights with a trained checkpoint (it is converted tensor by tensor) or a smaller geometry"
+        )
 
     _warn(
         "WARNING: no --weights given: the exported model has RANDOM weights (initialised with seed "
@@ -238,6 +253,22 @@ def _check_repo_id(repo_id: str) -> None:
         raise UsageError(f"invalid --repo-id {repo_id!r}; use {REPO_ID_RULE}")
 
 
+def refuse_own_inputs(out: Path, inputs: Sequence[str | os.PathLike | None]) -> None:
+    """Refuse an OUT that holds, or lies inside, one of its own inputs (the checkpoint, the config): replacing
+    OUT (--force) would delete it. Both sides are resolved, so symlinks and `..` cannot hide the overlap."""
+    target = Path(out).resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(given).resolve()
+        if source == target or target in source.parents or source in target.parents:
+            relation = "is" if source == target else "is inside" if source in target.parents else "holds"
+            raise UsageError(
+                f"{out} {relation} the input {given}: replacing it could delete that input; choose an output folder "
+                "apart from --weights and --config"
+            )
+
+
 def export_model(
     out: str | os.PathLike,
     config: LlavaViTConfig,
@@ -246,14 +277,17 @@ def export_model(
     repo_id: str | None = None,
     max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
     force: bool = False,
+    inputs: Sequence[str | os.PathLike | None] = (),
 ) -> Path:
     """Export `config` with `weights` (or random weights) to the folder `out`; returns its absolute path.
+    `inputs` are other files OUT must not touch (the --config file).
 
     Raises UsageError for bad arguments and LlavaViTError for a checkpoint that does not fit the config.
     """
     out = Path(os.path.normpath(Path(out).absolute()))
     if not out.name:
         raise UsageError(f"cannot export to {out}; name a folder")
+    refuse_own_inputs(out, [weights, *inputs])
     if dtype not in DTYPE_NAMES:
         raise UsageError(f"invalid dtype {dtype!r}; choose one of {', '.join(DTYPE_NAMES)}")
     max_bytes = parse_size(max_shard_size)
@@ -313,8 +347,11 @@ def summary(out: Path, repo_id: str | None = None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_own_inputs(Path(args.out), [args.weights, args.config])
     config = build_config(args.preset, args.config, args.image_size)
-    out = export_model(args.out, config, args.weights, args.dtype, args.repo_id, args.max_shard_size, args.force)
+    out = export_model(
+        args.out, config, args.weights, args.dtype, args.repo_id, args.max_shard_size, args.force, [args.config]
+    )
     print(summary(out, args.repo_id))
     return 0
 

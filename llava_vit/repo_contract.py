@@ -8,8 +8,13 @@ It imports neither torch nor transformers, so every fast path (CLI parsing, the 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
+import pickletools
 import re
+import stat
+import zipfile
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -34,12 +39,20 @@ PROCESSOR_AUTO_MAP = {"AutoProcessor": "processing_llava_vit.LlavaViTProcessor"}
 # Every JSON file of a repo that carries an auto_map, and exactly the auto_map it must carry.
 AUTO_MAPS = {CONFIG_FILE: AUTO_MAP, PROCESSOR_CONFIG_FILE: PROCESSOR_AUTO_MAP}
 ARCHITECTURES = ["LlavaViTModel"]
+# Every JSON file that may carry an `auto_map`, and the only value it may hold (config.json must hold its own).
+# transformers imports whatever module an auto_map names: audit allows no other.
+AUTO_MAPS: dict[str, dict[str, str]] = {CONFIG_FILE: AUTO_MAP}
+# The template's example script: not run by loading, but audit passes it only as the template renders it.
+EXAMPLE_FILE = "example_usage.py"
 
 # --- limits ------------------------------------------------------------------------------------------
 MAX_PLAIN_BYTES = 10 * 1024 * 1024  # the Hub rejects larger files outside git-lfs
 MAX_SHARD_BYTES = 5 * 10**9  # the Hub's limit per LFS file, and transformers' default shard size
 MAX_JSON_BYTES = 10 * 1024 * 1024  # config, processor and index files are small: refuse to parse a bomb
 MAX_CODE_BYTES = 2 * 1024 * 1024  # a code file larger than this is not llava-vit's
+MAX_YAML_BYTES = 1024 * 1024  # card metadata, copier answers, hook configs
+MAX_YAML_NODES = 100_000  # a YAML document with more nodes than this is refused (no alias bombs either)
+MAX_JSON_DEPTH = 64  # deeper nesting is hostile, not a config (and would hit RecursionError)
 
 # --- processor ---------------------------------------------------------------------------------------
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
@@ -150,14 +163,173 @@ def parse_index(text: str) -> dict[str, str]:
 # Pickles run code when loaded: recognised by content, never by suffix alone.
 ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTOCOL_RE = re.compile(rb"\A\x80[\x02-\x05]")
+# Opcodes a protocol 0/1 pickle starts with: MARK, GLOBAL, EMPTY_DICT/LIST/TUPLE, PUT/GET, INT, STRING, NONE.
+_PICKLE_01_FIRST = frozenset(b"(c}])pgILSNVFGJKM")
+_NUMPY_MAGIC = b"\x93NUMPY"
+SNIFF_BYTES = 64 * 1024  # how much of a file's head (and tail, for zip listings) pickle detection reads
 
 
-def looks_like_pickle(head: bytes) -> bool:
-    """Does a file starting with `head` (its first few KB) hold a pickle: a torch.save zip archive
-    (`<name>/data.pkl` inside), or a raw pickle of protocol 2-5 (legacy torch.save, joblib, plain pickle)?"""
+def _decompressed_head(head: bytes) -> bytes | None:
+    """The first bytes of a zlib/gzip/bz2/xz/lzma stream (joblib's compressed pickles), else None."""
+    import bz2
+    import lzma
+    import zlib
+
+    if head.startswith(b"ZF"):  # joblib < 0.10: "ZF" + hex length, then a zlib stream
+        start = head.find(b"x", 2, 40)
+        head = head[start:] if start > 0 else head
+    decoders: list = []
+    if len(head) > 1 and head[0] == 0x78 and (head[0] * 256 + head[1]) % 31 == 0:
+        decoders.append(zlib.decompressobj)
+    if head.startswith(b"\x1f\x8b"):
+        decoders.append(lambda: zlib.decompressobj(16 + zlib.MAX_WBITS))
+    if head.startswith(b"BZh"):
+        decoders.append(bz2.BZ2Decompressor)
+    if head.startswith((b"\xfd7zXZ\x00", b"\x5d\x00\x00")):
+        decoders.append(lzma.LZMADecompressor)
+    for make in decoders:
+        try:
+            return make().decompress(head, 4096)
+        except (OSError, ValueError, EOFError, zlib.error, lzma.LZMAError):
+            continue
+    return None
+
+
+def _is_pickle_01(head: bytes) -> bool:
+    """A protocol 0/1 pickle: a run of valid opcodes from the start that reaches STOP, or fills the sniffed head."""
+    if not head or head[0] not in _PICKLE_01_FIRST:
+        return False
+    count = 0
+    try:
+        for opcode, _, _ in pickletools.genops(io.BytesIO(head)):
+            count += 1
+            if opcode.name == "STOP":
+                return count >= 2
+    except (ValueError, EOFError, UnicodeDecodeError, KeyError, OverflowError):
+        return count >= 16 and len(head) >= 256
+    return False
+
+
+def looks_like_pickle(head: bytes, tail: bytes = b"", names: list[str] | None = None) -> bool:
+    """Does a file starting with `head` (its first SNIFF_BYTES) hold a pickle? A torch.save zip archive (a `.pkl`
+    member in its local headers, in the central directory at its `tail`, or in `names`, the zip listing when the
+    caller could read it), a raw pickle of any protocol (legacy torch.save, joblib, plain pickle), one compressed
+    with zlib/gzip/bz2/xz (joblib), or a numpy array of Python objects (stored as a pickle)."""
     if head.startswith(ZIP_MAGIC):
-        return b"data.pkl" in head or b".pkl" in head
-    return bool(_PICKLE_PROTOCOL_RE.match(head))
+        return b".pkl" in head or b".pkl" in tail or any(name.endswith(".pkl") for name in names or ())
+    if _PICKLE_PROTOCOL_RE.match(head) or _is_pickle_01(head):
+        return True
+    if head.startswith(_NUMPY_MAGIC):
+        return b"'descr': '|O'" in head[:4096]
+    inner = _decompressed_head(head)
+    return inner is not None and inner != head and looks_like_pickle(inner)
+
+
+def zip_member_names(handle: io.BufferedIOBase) -> list[str] | None:
+    """The member names of a zip archive read through a seekable handle, or None when it is not one."""
+    try:
+        with zipfile.ZipFile(handle) as archive:
+            return archive.namelist()[:100_000]
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+        return None
+
+
+_LFS_POINTER_RE = re.compile(
+    rb"\Aversion https://git-lfs\.github\.com/spec/v1\n(?:[a-z0-9.-]+ [^\n]*\n)*?"
+    rb"oid sha256:(?P<oid>[0-9a-f]{64})\nsize (?P<size>[0-9]{1,19})\n"
+)
+LFS_POINTER_MAX_BYTES = 1024
+
+
+def parse_lfs_pointer(blob: bytes) -> tuple[str, int] | None:
+    """(sha256, size) of a git-lfs pointer file, or None when `blob` is not one. The object id is 64 hex
+    digits or nothing: a hostile pointer cannot name a path outside the LFS object store."""
+    match = _LFS_POINTER_RE.match(blob[:LFS_POINTER_MAX_BYTES])
+    return (match["oid"].decode(), int(match["size"])) if match else None
+
+
+# --- reading hostile files ---------------------------------------------------------------------------
+class UnsafeFile(ValueError):
+    """A path that is not a regular file (symlink, FIFO, device, folder) or is larger than its limit."""
+
+
+def read_regular(path: Path, limit: int, *, follow: bool = False) -> bytes:
+    """The bytes of the regular file `path`, at most `limit` of them: never follows a symlink (O_NOFOLLOW; `follow`
+    allows it for a path the user named), never blocks on a FIFO or device (O_NONBLOCK, then fstat says what was
+    opened), never reads past `limit`."""
+    flags = os.O_RDONLY | (0 if follow else getattr(os, "O_NOFOLLOW", 0)) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        descriptor = os.open(path, flags)
+    except OSError as error:
+        if os.path.islink(path):
+            raise UnsafeFile(f"{path} is a symlink; refusing to follow it") from None
+        raise error
+    info = os.fstat(descriptor)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(descriptor)
+        raise UnsafeFile(f"{path} is not a regular file (a folder, FIFO, socket or device)")
+    with os.fdopen(descriptor, "rb") as handle:
+        if info.st_size > limit:
+            raise UnsafeFile(f"{path} is {info.st_size} bytes, more than the {limit} this file may have")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise UnsafeFile(f"{path} is larger than the {limit} bytes this file may have")
+    return data
+
+
+def json_depth_ok(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Is the nesting of the JSON `text` (brackets outside strings) at most `limit` deep? Checked before parsing,
+    so that a deeply nested document is refused instead of exhausting the stack."""
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return False
+        elif char in "]}":
+            depth -= 1
+    return True
+
+
+def parse_json_bytes(data: bytes) -> object:
+    """JSON from untrusted bytes: UTF-8 only, nesting at most MAX_JSON_DEPTH; ValueError says what is wrong."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text (JSON files are UTF-8)") from None
+    if not json_depth_ok(text):
+        raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
+    return json.loads(text)
+
+
+def safe_yaml(text: str) -> object:
+    """YAML from untrusted text: plain data only (no python tags), no anchors or aliases (no alias bombs), at most
+    MAX_YAML_BYTES and MAX_YAML_NODES. Raises yaml.YAMLError with the reason."""
+    import yaml
+
+    if len(text) > MAX_YAML_BYTES:
+        raise yaml.YAMLError(f"larger than {MAX_YAML_BYTES} bytes")
+
+    class _Loader(yaml.SafeLoader):
+        def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.YAMLError("uses a YAML alias (*name); write the value out")
+            self.node_count = getattr(self, "node_count", 0) + 1
+            if self.node_count > MAX_YAML_NODES:
+                raise yaml.YAMLError(f"has more than {MAX_YAML_NODES} nodes")
+            return super().compose_node(parent, index)
+
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 # --- code provenance ---------------------------------------------------------------------------------
@@ -186,15 +358,14 @@ def known_releases() -> dict[str, dict[str, str]]:
     return json.loads(resources.files("llava_vit").joinpath("releases.json").read_text(encoding="utf-8"))
 
 
-def release_of(name: str, body: str) -> str | None:
-    """The newest recorded llava-vit release whose `name` has exactly this body, if any."""
+def release_of(name: str, body: str, claimed: str | None = None) -> str | None:
+    """The recorded llava-vit release whose `name` has exactly this body, if any: the `claimed` one (its header's)
+    when it matches, since an unchanged file belongs to several releases."""
     digest = sha256_text(body)
-    matching = [version for version, files in known_releases().items() if files.get(name) == digest]
-    return max(matching, key=_version_key, default=None)
-
-
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) if part.isdigit() else -1 for part in version.split("."))
+    releases = known_releases()
+    if claimed is not None and releases.get(claimed, {}).get(name) == digest:
+        return claimed
+    return next((version for version, files in releases.items() if files.get(name) == digest), None)
 
 
 def render_code_file(name: str, body: str | None = None, version: str = __version__) -> str:
@@ -244,7 +415,7 @@ def judge_code(name: str, text: str) -> CodeVerdict:
     intact = claimed is not None and sha256_text(body) == match["sha"]
     return CodeVerdict(
         name=name,
-        release=release_of(name, body),
+        release=release_of(name, body, claimed),
         claimed=claimed,
         body_intact=intact,
         installed=claimed is not None and body == canonical_source(name),

@@ -521,12 +521,16 @@ def test_debug_shows_the_traceback(tmp_path: Path, monkeypatch) -> None:
         main(["--debug", "export", "out", "--config", "c.json"])
 
 
-def test_weights_survive_a_refused_export(tmp_path: Path) -> None:
-    """A refused --force export over the checkpoint's own folder leaves the checkpoint readable and unchanged."""
+def test_weights_survive_a_refused_export(tmp_path: Path, capsys) -> None:
+    """--force over the checkpoint's own folder is refused before anything is read or written."""
     out = export_model(tmp_path / "out", LlavaViTConfig(**architecture(ARCH)), WEIGHTS)
     before = (out / "model.safetensors").read_bytes()
-    (tmp_path / "c.json").write_text(json.dumps({**architecture(ARCH), "num_hidden_layers": 3}))
-    assert main(["export", str(out), "--config", str(tmp_path / "c.json"), "--weights", str(out), "--force"]) == 1
+    (tmp_path / "c.json").write_text(json.dumps(architecture(ARCH)))
+    assert main(["export", str(out), "--config", str(tmp_path / "c.json"), "--weights", str(out), "--force"]) == 2
+    assert f"{out} is the input {out}: replacing it could delete that input" in capsys.readouterr().err
+    inner = out / "config.json"
+    assert main(["export", str(tmp_path), "--config", str(inner), "--force"]) == 2
+    assert f"{tmp_path} holds the input {inner}" in capsys.readouterr().err
     assert (out / "model.safetensors").read_bytes() == before
     assert set(load_file(out / "model.safetensors")) == set(load_file(WEIGHTS))
 

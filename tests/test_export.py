@@ -311,11 +311,11 @@ def test_existing_output_is_refused_then_replaced_with_force(tmp_path: Path, cap
     assert "notes.txt" not in leftovers(out) and (out / "model.safetensors").is_file()
     assert leftovers(tmp_path) == ["out"], "no temporary or old folder left"
 
-    # Re-export in place, reading the weights from the folder being replaced.
-    assert run_export(out, "--config", config_file(arch), "--weights", out, "--force", "--dtype", "bfloat16") == 0
-    written = load_file(out / "model.safetensors")
-    assert all(torch.equal(written[k], v.to(torch.bfloat16)) for k, v in load_file(weights_path(arch)).items())
-    assert leftovers(tmp_path) == ["out"]
+    # Replacing the folder the weights are read from would delete the original checkpoint: refused.
+    before = (out / "model.safetensors").read_bytes()
+    assert run_export(out, "--config", config_file(arch), "--weights", out, "--force", "--dtype", "bfloat16") == 2
+    assert "replacing it could delete that input" in capsys.readouterr().err
+    assert (out / "model.safetensors").read_bytes() == before and leftovers(tmp_path) == ["out"]
 
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -59,9 +59,53 @@ def test_guard_blocks_big_files_pickles_and_tokens(repo: Path, env: dict[str, st
     assert len(lines) == 3, lines
     assert lines[0].startswith("frames.raw: 20.0 MB outside git-lfs") and "git lfs track" in lines[0]
     assert lines[1].startswith("notes.md:3: looks like a Hugging Face token") and "HF_TOKEN" in lines[1]
-    assert lines[2].startswith("weights.pt: pickle checkpoints are not published") and "safetensors" in lines[2]
+    assert (
+        lines[2].startswith("weights.pt: pickle (recognised by content) is not published") and "safetensors" in lines[2]
+    )
     assert token not in result.stdout + result.stderr
     assert git(repo, env, "rev-list", "--count", "HEAD").stdout.strip() == "1"
+
+
+@pytest.mark.slow
+def test_push_guards_every_commit_that_skipped_the_hooks(repo: Path, env: dict[str, str], tmp_path: Path) -> None:
+    """`git commit --no-verify` skips the pre-commit guard; the pre-push guard reads every pushed commit."""
+    remote = tmp_path / "hub.git"
+    git(tmp_path, env, "init", "-q", "--bare", str(remote))
+    git(repo, env, "remote", "add", "hub", remote.as_uri())
+    git(repo, env, "push", "-q", "--no-verify", "hub", "main")
+    token = "hf_" + "Zq9" * 12
+    (repo / "notes-utf16.txt").write_bytes(f"token: {token}\n".encode("utf-16"))
+    git(repo, env, "add", "-A")
+    git(repo, env, "commit", "-q", "--no-verify", "-m", "utf-16 notes")
+    (repo / "notes-utf16.txt").unlink()
+    (repo / "-h").write_bytes(b"\x80\x04\x95pickle")
+    git(repo, env, "add", "-A")
+    git(repo, env, "commit", "-q", "--no-verify", "-m", f"remove them; pushed with {token}")
+    result = git(repo, env, "push", "hub", "main", ok=False)
+    output = result.stdout + result.stderr
+    assert "notes-utf16.txt: holds a Hugging Face token (hf_...) in UTF-16-LE text" in output
+    assert "-h: pickle (recognised by content) is not published" in output
+    assert " message:1: looks like a Hugging Face token" in output
+    assert token not in output
+    assert git(tmp_path, env, "--git-dir", str(remote), "rev-list", "--count", "main").stdout.strip() == "1"
+    guard = [sys.executable, "-m", "llava_vit", "guard"]
+    assert "-h: pickle" in run([*guard, "--", "-h"], cwd=repo, env=env, ok=False).stderr
+    assert run([*guard, "--range", "HEAD~1..HEAD"], cwd=repo, env=env, ok=False).stderr.count("llava-vit guard:") == 3
+
+
+@pytest.mark.slow
+def test_first_push_guards_the_whole_new_history(repo: Path, env: dict[str, str], tmp_path: Path) -> None:
+    """A new branch whose history reaches the root commit: pre-commit passes no FROM..TO, the guard reads
+    every commit the remote lacks."""
+    remote = tmp_path / "hub.git"
+    git(tmp_path, env, "init", "-q", "--bare", str(remote))
+    git(repo, env, "remote", "add", "hub", remote.as_uri())
+    (repo / "notes.md").write_text("hf_" + "Wm2" * 12 + "\n")
+    git(repo, env, "add", "-A")
+    git(repo, env, "commit", "-q", "--no-verify", "-m", "notes")
+    result = git(repo, env, "push", "hub", "main", ok=False)
+    assert "llava-vit guard: notes.md:1: looks like a Hugging Face token" in result.stdout + result.stderr
+    assert git(tmp_path, env, "--git-dir", str(remote), "branch", "--list").stdout == ""
 
 
 def test_guard_blocks_small_binaries_outside_lfs_only(repo: Path, env: dict[str, str], monkeypatch) -> None:
@@ -139,11 +183,8 @@ def test_check_names_each_inconsistency(repo: Path, env: dict[str, str], monkeyp
     (repo / "preprocessor_config.json").write_text(json.dumps(processor))
     card = (repo / "README.md").read_text()
     (repo / "README.md").write_text(card.replace("pipeline_tag: image-feature-extraction", "pipeline_tag: x"))
-    configuration = repo / "configuration_llava_vit.py"
-    configuration.write_text(configuration.read_text().split("\n", 1)[1])
     problems = fast_problems(repo)
     expected = [
-        "configuration_llava_vit.py: no valid llava-vit provenance header",
         "weights: missing tensors encoder.layers.2.",
         "weights: stored as float32 but config.json declares dtype bfloat16",
         "preprocessor_config.json: outputs (64, 64), the model expects 32x32",
@@ -151,6 +192,12 @@ def test_check_names_each_inconsistency(repo: Path, env: dict[str, str], monkeyp
     ]
     for start, problem in zip(expected, problems, strict=True):
         assert problem.startswith(start), (start, problems)
+    # Code that is not the installed release is never run: the probe (and what only it knows) is skipped.
+    configuration = repo / "configuration_llava_vit.py"
+    configuration.write_text(configuration.read_text().split("\n", 1)[1])
+    problems = fast_problems(repo)
+    assert problems[0].startswith("configuration_llava_vit.py: no valid llava-vit provenance header"), problems
+    assert not any(problem.startswith("weights: missing tensors") for problem in problems), problems
 
     weights = repo / "model.safetensors"
     with weights.open("r+b") as handle:

@@ -115,6 +115,24 @@ def test_failed_check_publishes_nothing(repo: Path, tmp_path: Path) -> None:
     assert remote_head(remote) == good
 
 
+@pytest.mark.slow
+def test_publish_guards_every_commit_it_pushes(repo: Path, tmp_path: Path) -> None:
+    """A token committed past the hooks and deleted again is still in the history publish would send."""
+    remote = bare_remote(tmp_path / "remote.git")
+    good = git(repo, "rev-parse", "HEAD")
+    git(repo, "push", "-q", "--no-verify", remote, "main")
+    token = "hf_" + "Lk4" * 12
+    (repo / "notes.txt").write_bytes(f"token {token}\n".encode("utf-16"))
+    commit_all(repo, "Notes", hooks=False)
+    (repo / "notes.txt").unlink()
+    commit_all(repo, "Remove the notes", hooks=False)
+    refused = publish(repo, "--remote", remote)
+    assert_one_line_error(refused, "hold 2 problem(s)", "nothing was pushed")  # binary outside LFS, token
+    assert "llava-vit guard: notes.txt: holds a Hugging Face token (hf_...) in UTF-16-LE text" in refused.stderr
+    assert token not in refused.stderr + refused.stdout
+    assert remote_head(remote) == good
+
+
 def test_rejected_push_reports_gits_reason(repo: Path, tmp_path: Path) -> None:
     remote_dir = tmp_path / "remote.git"
     remote = bare_remote(remote_dir)

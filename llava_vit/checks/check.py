@@ -17,8 +17,10 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -36,6 +38,7 @@ from ..repo_contract import (
     CONFIG_FILE,
     MAX_CODE_BYTES,
     MAX_JSON_BYTES,
+    MAX_PLAIN_BYTES,
     MAX_SHARD_BYTES,
     MODEL_TYPE,
     PROCESSOR_AUTO_MAP,
@@ -43,12 +46,18 @@ from ..repo_contract import (
     PROCESSOR_FILE,
     WEIGHTS_FILE,
     WEIGHTS_INDEX,
+    UnsafeFile,
     canonical_source,
     is_license_id,
+    json_depth_ok,
     judge_code,
     parse_index,
+    parse_json_bytes,
     processor_output_size,
+    read_regular,
+    safe_yaml,
 )
+from ..repo_files import write_atomic
 from ..weights.safetensors_header import TORCH_DTYPE_NAMES, HeaderError, read_header
 from .sync import load_config_json
 
@@ -70,6 +79,8 @@ for kind, target in auto_map.items():
 import torch
 with open(repo + "/config.json", encoding="utf-8") as handle:
     data = json.load(handle)
+for key in ("attn_implementation", "_attn_implementation"):  # a Hub kernel repo here would download code
+    data.pop(key, None)
 try:
     config = classes["AutoConfig"].from_dict(data)
 except (TypeError, ValueError) as error:
@@ -135,27 +146,48 @@ class ModelProbe:
         self.repo = repo.resolve()
         self.cache = _cache_dir(repo) / f"{_probe_key(repo)}.json"
         self.process: subprocess.Popen | None = None
+        self.no_bytecode = ""
         self.cached: ModelFacts | None = None
         try:
-            self.cached = ModelFacts(**json.loads(self.cache.read_text(encoding="utf-8")))
-        except (OSError, ValueError, TypeError):
+            cached = ModelFacts(**json.loads(read_regular(self.cache, MAX_JSON_BYTES)))
+            cached.shapes = {name: tuple(shape) for name, shape in cached.shapes.items()}
+            self.cached = cached
+        except (OSError, ValueError, TypeError, AttributeError):
+            # Bytecode is never read from the repo: a planted __pycache__/*.pyc (an unchecked-hash one is loaded
+            # without a look at its source) would run instead of the proven source. -X pycache_prefix points
+            # Python at an empty folder of ours, -B keeps it empty.
+            self.no_bytecode = tempfile.mkdtemp(prefix="llava-vit-probe-")
             self.process = subprocess.Popen(
-                [sys.executable, "-I", "-B", "-c", _PROBE, str(CANONICAL_DIR), str(self.repo), json.dumps(AUTO_MAP)],
+                [
+                    sys.executable,
+                    "-I",
+                    "-B",
+                    "-X",
+                    f"pycache_prefix={self.no_bytecode}",
+                    "-c",
+                    _PROBE,
+                    str(CANONICAL_DIR),
+                    str(self.repo),
+                    json.dumps(AUTO_MAP),
+                ],  # fmt: skip
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
+                env={**os.environ, "HF_HUB_OFFLINE": "1"},  # the probe never downloads anything
             )
 
     def kill(self) -> None:
         if self.process is not None:
             self.process.kill()
             self.process.communicate()
+            shutil.rmtree(self.no_bytecode, ignore_errors=True)
 
     def facts(self) -> ModelFacts:
         if self.cached is not None:
             return self.cached
         assert self.process is not None
         stdout, stderr = self.process.communicate()
+        shutil.rmtree(self.no_bytecode, ignore_errors=True)
         if self.process.returncode != 0:
             last = (stderr.strip().splitlines() or ["no output"])[-1]
             return ModelFacts(problem=f"config.json: the model code could not read it ({last})")
@@ -168,8 +200,9 @@ class ModelProbe:
         )
         try:
             self.cache.parent.mkdir(parents=True, exist_ok=True)
-            self.cache.write_text(json.dumps(facts.__dict__), encoding="utf-8")
-        except OSError:
+            record = {**facts.__dict__, "shapes": {k: list(v) for k, v in facts.shapes.items()}}
+            write_atomic(self.cache, json.dumps(record))
+        except (OSError, LlavaViTError):
             pass  # a read-only clone still checks, only slower next time
         return facts
 
@@ -213,9 +246,10 @@ def code_problems(repo: Path) -> list[str]:
 
 
 def _read_json(path: Path) -> object:
-    if path.stat().st_size > MAX_JSON_BYTES:
-        raise ValueError(f"larger than {MAX_JSON_BYTES // 2**20} MB")
-    return json.loads(path.read_bytes().decode("utf-8"))
+    try:
+        return parse_json_bytes(read_regular(path, MAX_JSON_BYTES))
+    except UnsafeFile as error:
+        raise ValueError(str(error).replace(f"{path} ", "", 1)) from None
 
 
 def _weight_files(repo: Path) -> tuple[dict[str, str] | None, list[str], list[str]]:
@@ -223,9 +257,10 @@ def _weight_files(repo: Path) -> tuple[dict[str, str] | None, list[str], list[st
     index_path = repo / WEIGHTS_INDEX
     if index_path.is_file():
         try:
-            if index_path.stat().st_size > MAX_JSON_BYTES:
-                raise ValueError("too large")
-            weight_map = parse_index(index_path.read_bytes().decode("utf-8"))
+            data = read_regular(index_path, MAX_JSON_BYTES).decode("utf-8")
+            if not json_depth_ok(data):
+                raise ValueError("nested too deep")
+            weight_map = parse_index(data)
         except (UnicodeDecodeError, ValueError, RecursionError):
             return None, [], [f"{WEIGHTS_INDEX}: not a valid index (needs a weight_map); re-export the weights"]
         return weight_map, sorted(set(weight_map.values())), []
@@ -344,12 +379,10 @@ def processor_config_problems(repo: Path, patch_size: int | None) -> list[str]:
 
 def card_metadata(text: str) -> dict | None:
     """The YAML metadata block at the top of a model card, or None when there is none."""
-    import yaml
-
-    match = re.match(r"\A---\s*\n(.*?\n)---\s*(\n|\Z)", text, re.DOTALL)
+    match = re.match(r"\A---[ \t]*\n(.*?\n)---[ \t]*(\n|\Z)", text, re.DOTALL)
     if match is None:
         return None
-    data = yaml.safe_load(match[1])
+    data = safe_yaml(match[1])
     return data if isinstance(data, dict) else None
 
 
@@ -360,7 +393,9 @@ def card_problems(repo: Path) -> list[str]:
     if not path.is_file():
         return ["README.md: missing model card; `copier update` (or `copier copy`) the llava-vit template"]
     try:
-        metadata = card_metadata(path.read_bytes().decode("utf-8"))
+        metadata = card_metadata(read_regular(path, MAX_PLAIN_BYTES).decode("utf-8"))
+    except UnsafeFile as error:
+        return [f"README.md: {error}; the model card must be a regular file under 10 MB"]
     except UnicodeDecodeError:
         return ["README.md: not UTF-8 text; save the model card as UTF-8"]
     except yaml.YAMLError as error:

@@ -21,7 +21,10 @@ from ..repo_contract import (
     MAX_JSON_BYTES,
     PROCESSOR_AUTO_MAP,
     PROCESSOR_CONFIG_FILE,
+    UnsafeFile,
+    parse_json_bytes,
     processor_config,
+    read_regular,
 )
 from ..repo_files import config_json_text, with_auto_map, write_atomic, write_code_files
 
@@ -31,18 +34,18 @@ def load_config_json(repo: Path) -> dict:
     path = repo / CONFIG_FILE
     if not repo.is_dir():
         raise UsageError(f"{repo} is not a folder; pass a model repo folder (or run this inside one)")
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise UsageError(f"{repo} has no config.json; run this in a model repo or pass its path")
     return load_json_object(path)
 
 
 def load_json_object(path: Path) -> dict:
     """A small JSON file holding an object, or an error that says what is wrong with it."""
-    if path.stat().st_size > MAX_JSON_BYTES:
-        raise LlavaViTError(f"{path}: larger than {MAX_JSON_BYTES // 2**20} MB, not a config; re-export it")
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        data = parse_json_bytes(read_regular(path, MAX_JSON_BYTES))
+    except UnsafeFile as error:
+        raise LlavaViTError(f"{error}; {path.name} must be a regular file, re-export it") from None
+    except (ValueError, RecursionError) as error:
         raise LlavaViTError(f"{path}: not valid JSON ({error}); fix it or re-export with `llava-vit export`") from None
     if not isinstance(data, dict):
         raise LlavaViTError(f"{path}: must hold a JSON object; re-create it with `llava-vit export`")

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ..errors import LlavaViTError, UsageError
+from ..repo_files import write_atomic
 from .access import validate_repo_id
 
 OLAH_REQUIREMENT = "olah>=0.5.4,<0.6"
@@ -176,7 +177,8 @@ class LocalHub:
         work = self.root / ".olah"
         work.mkdir(parents=True, exist_ok=True)
         config = work / "olah.toml"
-        config.write_text(
+        write_atomic(
+            config,
             "[basic]\n"
             'host = "127.0.0.1"\n'
             f"port = {port}\n"
@@ -186,7 +188,7 @@ class LocalHub:
             f'mirror-lfs-netloc = "127.0.0.1:{port}"\n'
             "metadata-cache-ttl = 0\n"
             "\n[accessibility]\n"
-            "offline = true\n"
+            "offline = true\n",
         )
         return config
 
@@ -221,9 +223,7 @@ class LocalHub:
                 tail = self.log_file.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
                 raise LlavaViTError(f"olah did not start on 127.0.0.1:{port} (log {self.log_file}): {tail[0]}")
             time.sleep(0.2)
-        tmp = self.state_file.with_name(f".{STATE_FILE}.tmp")
-        tmp.write_text(json.dumps({"pid": self.pid, "port": port, "dir": str(self.root)}))
-        tmp.replace(self.state_file)
+        write_atomic(self.state_file, json.dumps({"pid": self.pid, "port": port, "dir": str(self.root)}))
         return self
 
     def stop(self, timeout: float = 10.0) -> None:

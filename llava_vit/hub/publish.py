@@ -21,7 +21,7 @@ import yaml
 from ..checks.check import full_problems
 from ..cli import program_name
 from ..errors import CheckFailed, LlavaViTError, UsageError
-from ..repo_contract import ANSWERS_FILE
+from ..repo_contract import ANSWERS_FILE, MAX_YAML_BYTES, UnsafeFile, read_regular, safe_yaml
 from .access import endpoint, ensure_hub_repo, hub_repo_id, redact, require_token, validate_repo_id
 from .local_hub import LocalHub, default_hub_dir
 
@@ -105,7 +105,13 @@ def _answers_repo_id(root: Path) -> str | None:
     answers = root / ANSWERS_FILE
     if not answers.is_file():
         return None
-    data = yaml.safe_load(answers.read_text(encoding="utf-8")) or {}
+    try:
+        data = safe_yaml(read_regular(answers, MAX_YAML_BYTES).decode("utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError, UnsafeFile) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise LlavaViTError(
+            f"{answers}: not a plain YAML answers file ({reason}); fix it or pass --repo-id ORG/NAME"
+        ) from None
     value = data.get("repo_id") if isinstance(data, dict) else None
     return str(value) if value else None
 
@@ -184,6 +190,21 @@ def _lease(root: Path, target: Target, remote_head: str | None) -> str | None:
         f"{target.display} {target.branch} is at {remote_head[:12]}, which is not in your history: merge it first "
         f"(git pull {target.display} {target.branch}), then publish again"
     )
+
+
+def guard_pushed(root: Path, commit: str, remote_head: str | None) -> None:
+    """`llava-vit guard` on every commit the push sends (blobs and messages), whatever hooks they skipped."""
+    from ..checks.guard import range_problems
+
+    known = remote_head is not None and _git(root, "cat-file", "-e", f"{remote_head}^{{commit}}").returncode == 0
+    problems = range_problems(root, [commit, "--not", remote_head] if known else [commit])
+    for problem in problems:
+        print(f"llava-vit guard: {problem}", file=sys.stderr)
+    if problems:
+        raise CheckFailed(
+            f"the commits to publish hold {len(problems)} problem(s), see above; nothing was pushed: fix them, "
+            "rewrite those commits (`git commit --amend` or `git rebase -i`), publish again"
+        )
 
 
 def full_check(root: Path) -> None:
@@ -272,6 +293,7 @@ def publish(
         print(f"nothing new to publish: {target.display} already at {commit}")
         return commit
     lease = _lease(root, target, remote_head)
+    guard_pushed(root, commit, remote_head)
     full_check(root)
     push(root, target, lease)
     _report(target, commit, hub_dir)

@@ -11,6 +11,19 @@ from typing import Any
 from transformers import PretrainedConfig
 
 LAYER_NORM_TYPES = ("layer_norm", "rms_norm")
+# Sanity limits, far above every real encoder (giant: hidden 1536, 40 layers, MLP 6144), so that a hostile or
+# mistyped config.json is refused here, before anything is allocated, instead of exhausting memory or time.
+GEOMETRY_LIMITS = {
+    "hidden_size": 16384,
+    "intermediate_size": 131072,
+    "num_hidden_layers": 512,
+    "num_attention_heads": 512,
+    "num_channels": 64,
+    "image_size": 16384,
+    "patch_size": 1024,
+}
+MAX_PARAMETERS = 50 * 10**9
+MAX_PATCHES = 65536  # per frame: a 256 x 256 grid (448 / 14 is 32 x 32)
 
 
 def image_processor_fields(image_size: int) -> dict[str, Any]:
@@ -151,6 +164,8 @@ class LlavaViTConfig(PretrainedConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            if value > GEOMETRY_LIMITS[name]:
+                raise ValueError(f"{name} = {value} is larger than any LlavaViT (at most {GEOMETRY_LIMITS[name]})")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
@@ -163,6 +178,19 @@ class LlavaViTConfig(PretrainedConfig):
             )
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size ({self.image_size}) must be divisible by patch_size ({self.patch_size})")
+        if (self.image_size // self.patch_size) ** 2 > MAX_PATCHES:
+            raise ValueError(
+                f"image_size / patch_size = {self.image_size} / {self.patch_size} gives "
+                f"{(self.image_size // self.patch_size) ** 2} patches per frame, more than {MAX_PATCHES}"
+            )
+        per_layer = 4 * self.hidden_size**2 + 2 * self.hidden_size * self.intermediate_size
+        parameters = self.num_hidden_layers * per_layer + self.num_channels * self.patch_size**2 * self.hidden_size
+        if parameters > MAX_PARAMETERS:
+            raise ValueError(
+                f"this geometry has about {parameters / 1e9:.0f} billion parameters (hidden_size {self.hidden_size}, "
+                f"{self.num_hidden_layers} layers, intermediate_size {self.intermediate_size}); at most "
+                f"{MAX_PARAMETERS // 10**9} billion are allowed"
+            )
         if self.layer_norm_type not in LAYER_NORM_TYPES:
             raise ValueError(
                 f"unknown layer_norm_type {self.layer_norm_type!r}; expected one of {', '.join(LAYER_NORM_TYPES)}"

@@ -8,7 +8,9 @@ expected keys and shapes come from a model built on the meta device.
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import stat
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from ..errors import LlavaViTError, UsageError
 from ..model.configuration_llava_vit import LlavaViTConfig
 from ..model.modeling_llava_vit import LlavaViTModel
 from ..repo_contract import WEIGHTS_FILE, WEIGHTS_INDEX, ZIP_MAGIC
+from .sizes import available_memory
 
 # Suffixes read as a torch state dict (torch.load with weights_only=True).
 TORCH_SUFFIXES = (".pth", ".pt", ".bin")
@@ -190,7 +193,14 @@ def _torch_load(path: Path) -> object:
     except RuntimeError as error:
         if "mmap" not in str(error):
             raise LlavaViTError(f"{path}: torch.load failed: {error}") from None
-    # Files from torch.save(..., _use_new_zipfile_serialization=False) cannot be memory-mapped.
+    # Files from torch.save(..., _use_new_zipfile_serialization=False) cannot be memory-mapped: they are read whole.
+    size, available = path.stat().st_size, available_memory()
+    if available is not None and 2 * size > available:
+        raise LlavaViTError(
+            f"{path} is a legacy (non-zip) torch checkpoint of {size / 1e9:.1f} GB, which cannot be memory-mapped and "
+            f"does not fit the {available / 1e9:.1f} GB of free memory: re-save it with a current torch.save (zip "
+            "format) or as .safetensors on a machine with more memory"
+        )
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
@@ -262,6 +272,9 @@ def open_checkpoint(path: Path) -> Checkpoint:
     path = Path(path)
     if not path.exists():
         raise UsageError(f"weights {path} do not exist; pass the path of a .safetensors, .pth, .pt or .bin file")
+    kind = os.stat(path).st_mode
+    if not (stat.S_ISREG(kind) or stat.S_ISDIR(kind)):
+        raise UsageError(f"weights {path} is not a regular file (a FIFO, socket or device); pass the weights file")
     if path.is_dir() or path.suffix == ".safetensors" or path.name.endswith(".index.json"):
         return _open_safetensors(path)
     if path.suffix in TORCH_SUFFIXES:
