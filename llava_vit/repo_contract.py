@@ -36,12 +36,10 @@ SHARD_NAME = "model-{index:05d}-of-{count:05d}.safetensors"
 CODE_FILES = ("configuration_llava_vit.py", "modeling_llava_vit.py", "processing_llava_vit.py")
 AUTO_MAP = {"AutoConfig": "configuration_llava_vit.LlavaViTConfig", "AutoModel": "modeling_llava_vit.LlavaViTModel"}
 PROCESSOR_AUTO_MAP = {"AutoProcessor": "processing_llava_vit.LlavaViTProcessor"}
-# Every JSON file of a repo that carries an auto_map, and exactly the auto_map it must carry.
-AUTO_MAPS = {CONFIG_FILE: AUTO_MAP, PROCESSOR_CONFIG_FILE: PROCESSOR_AUTO_MAP}
-ARCHITECTURES = ["LlavaViTModel"]
-# Every JSON file that may carry an `auto_map`, and the only value it may hold (config.json must hold its own).
+# Every JSON file that may carry an `auto_map`, and the only value it may hold (each must hold its own).
 # transformers imports whatever module an auto_map names: audit allows no other.
-AUTO_MAPS: dict[str, dict[str, str]] = {CONFIG_FILE: AUTO_MAP}
+AUTO_MAPS: dict[str, dict[str, str]] = {CONFIG_FILE: AUTO_MAP, PROCESSOR_CONFIG_FILE: PROCESSOR_AUTO_MAP}
+ARCHITECTURES = ["LlavaViTModel"]
 # The template's example script: not run by loading, but audit passes it only as the template renders it.
 EXAMPLE_FILE = "example_usage.py"
 
