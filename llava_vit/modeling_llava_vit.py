@@ -65,10 +65,14 @@ def blocked_attention_forward(
     near peak. Only one block of scores (about `BLOCK_SCORES`) exists at a time, so memory stays linear in tokens.
     """
     batch, heads, length, head_dim = query.shape
-    # Rows (head, query) per block: two heads at a time while a block still holds >= 256 queries, else one head.
+    # (head, query) rows per block: as many heads with all their queries as fit, else two heads at a time while a
+    # block still holds >= 256 queries, else one head (measured: the GEMMs slow down with fewer queries per block).
     rows = max(1, BLOCK_SCORES // key.shape[2])
-    group = min(heads, 2 if rows >= 512 else 1)
-    block = max(1, rows // group)
+    if rows >= length:
+        group, block = min(heads, rows // length), length
+    else:
+        group = min(heads, 2 if rows >= 512 else 1)
+        block = rows // group
     # Contiguous (heads, tokens, head_dim) operands (O(N) copies): torch's bmm would copy strided ones per block.
     query = (query * scaling).contiguous()
     key_t = key.transpose(-1, -2).contiguous()
