@@ -1,27 +1,37 @@
-"""Forward latency and peak memory of the `large` preset on CPU: eager vs sdpa, image and video.
+"""Forward latency and peak memory of the `large` preset on CPU, fp32 and bf16: eager vs the default attention.
 
 Run from a checkout (llava_vit need not be installed):
 
-    python benchmarks/forward.py            # about 3-5 minutes on 2 cores
+    python benchmarks/forward.py            # image 448x448 and video 16x224x224: 10-15 minutes on 2 cores
+    python benchmarks/forward.py --input "video 64x224x224"   # 16384 tokens, bf16 only: a few more minutes
 
 Each input runs in its own fresh subprocess with one random-init fp32 model in eval mode under
-`torch.inference_mode()`, built with `_from_config(config, attn_implementation="eager")`; eager and sdpa then
-alternate forward by forward by setting `config._attn_implementation` (every layer reads it at call time, which
-works on transformers 4.57 and 5.x alike): one warm-up round, then `--repeats` timed rounds. Alternating matters
-on a shared machine: other processes' load comes and goes over minutes, and timing the two implementations in
+`torch.inference_mode()`, built with `_from_config(config, attn_implementation="eager")`, and a bf16 copy of it (the
+same weights, rounded). The configurations then alternate forward by forward, by setting
+`config._attn_implementation` (every layer reads it at call time, which works on transformers 4.57 and 5.x alike):
+fp32 eager, fp32 default, bf16 eager, bf16 default, bf16 "sdpa fused". "default" is what the model runs unless told
+otherwise (`sdpa`): torch's fused CPU flash kernel in fp32, the blocked attention (`llava_vit_blocked`) in bf16.
+"sdpa fused" is transformers' sdpa function registered under another name, so that bf16 runs torch's fused kernel
+as it did before the blocked attention existed. One warm-up round, then `--repeats` timed rounds. Alternating
+matters on a shared machine: other processes' load comes and goes over minutes, and timing the implementations in
 separate processes minutes apart compared the load, not the code. Latency is reported as the best (min) and the
 median of the timed forwards; throughput and ratios use the best. "other load" is the share of all CPUs that
 other processes used during that best forward (from /proc/stat, minus this process's own CPU time): numbers
-taken under load understate the machine.
+taken under load understate the machine. The 64-frame video (16384 tokens) runs bf16 default only, once and
+without warm-up (its GEMM shapes repeat in all 24 layers): eager would need 32 GiB for one layer's fp32 scores and
+softmax, and one forward takes minutes.
 
 Peak memory is what the operating system sees, so it counts every allocator (torch's, oneDNN's, OpenMP's):
 before each forward the child returns freed heap pages to the kernel (glibc `malloc_trim`), reads its resident
 set size (VmRSS), and resets the kernel's high-water mark (`/proc/self/clear_refs` with "5", Linux >= 4.0);
 after the forward, VmHWM - VmRSS(before) is the peak increase during that forward. The reported value is the
-largest over all forwards of that implementation. Eager's first forward runs in the fresh process; thanks to
-`malloc_trim` the sdpa forwards that follow measure the same as in a process of their own (checked: image
+largest over all forwards of that configuration. Eager's first forward runs in the fresh process; thanks to
+`malloc_trim` the forwards that follow measure the same as in a process of their own (checked: image
 117 MiB here vs 116 MiB alone, video 369 vs 373 MiB). tracemalloc would miss torch's native allocations,
 and the lifetime `ru_maxrss` cannot be reset, so it would also count model construction.
+
+bf16 accuracy: the first (warm-up) forward's `last_hidden_state` and `pooler_output` of bf16 default are compared
+with fp32 default's (which matches eager to 1e-5), as relative errors ||bf16 - fp32|| / ||fp32||.
 
 FLOPs are counted analytically, a multiply-add as 2 FLOPs, for batch 1, N tokens, hidden h, intermediate i,
 L layers, patch p, C channels:
@@ -35,9 +45,9 @@ L layers, patch p, C channels:
                       scores and values 2 * (2 * N * h), output projection 2 * h * h, MLP 2 * (2 * h * i)
 
 Norms, softmax, GELU, RoPE and bias additions (O(N * h) or O(N * N) element-wise work) are not counted.
-Achieved GFLOP/s is that count over the best latency, and is also given as a fraction of this machine's fp32
-matmul throughput (4096x4096 @ 4096x4096), measured in every child before the first round (best of 5) and after
-each round (best of 3), and summarised as the best seen in the whole run.
+Achieved GFLOP/s is that count over the best latency, and is also given as a fraction of this machine's matmul
+throughput in the same dtype (4096x4096 @ 4096x4096, fp32 and bf16), measured in every child before the first
+round (best of 5) and after each round (best of 3), and summarised as the best seen in the whole run.
 """
 
 from __future__ import annotations
