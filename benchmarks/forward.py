@@ -152,12 +152,21 @@ def _own_ticks() -> float:
     return (times.user + times.system) * os.sysconf("SC_CLK_TCK")
 
 
-def _attention_kernel_calls(model, torch) -> dict[str, int]:
-    """How often a tiny forward runs the fused CPU attention kernel and a softmax: shows which path runs."""
+def _attention_kernel_calls(model, torch, tokens: int) -> dict[str, int]:
+    """How often a tiny forward runs the fused CPU attention kernel and a softmax: shows which path runs.
+
+    The default picks its kernel by token count too, so the probe is made to pick what `tokens` tokens would.
+    """
+    modeling = sys.modules[type(model).__module__]
+    threshold = modeling.BLOCKED_MIN_TOKENS
     parameter = next(model.parameters())
     tiny = torch.zeros(1, model.config.num_channels, 2 * model.config.patch_size, 2 * model.config.patch_size)
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
-        model(tiny.to(parameter.dtype))
+    modeling.BLOCKED_MIN_TOKENS = 0 if tokens >= threshold else threshold
+    try:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+            model(tiny.to(parameter.dtype))
+    finally:
+        modeling.BLOCKED_MIN_TOKENS = threshold
     counts = {e.key: e.count for e in profile.key_averages()}
     return {
         "fused": counts.get("aten::_scaled_dot_product_flash_attention_for_cpu", 0),
@@ -219,7 +228,9 @@ def run_input(input_name: str, repeats: int, preset: str, dtypes: tuple[str, ...
         kernel_calls = {}
         for dtype, implementation in runs:
             select(implementation)
-            kernel_calls[dtype, implementation] = _attention_kernel_calls(models[dtype], torch)
+            kernel_calls[dtype, implementation] = _attention_kernel_calls(
+                models[dtype], torch, token_count(config, spec.shape)
+            )
         matmul = {dtype: [matmul_gflops(dtype)] for dtype in DTYPES}
         for round_index in range(spec.warmup + repeats):
             for (dtype, implementation), run in runs.items():

@@ -146,6 +146,7 @@ def test_model_with_blocked_attention_matches_eager_in_fp32(reference_model, mon
 @pytest.mark.parametrize("case", ["video", "video_visible_indices", "video_patch_positions", "video batch"])
 def test_default_bf16_forward_on_cpu_is_blocked_and_close_to_fp32(reference_model, monkeypatch, case):
     monkeypatch.setattr(modeling, "BLOCK_SCORES", 3 * 29)
+    monkeypatch.setattr(modeling, "BLOCKED_MIN_TOKENS", 1)  # the fixtures' inputs are short
     inputs = BATCHED[case] if case in BATCHED else load_case("tiny_ln_p14", case)[0]
     exact = _forward(reference_model, "eager", torch.float32, inputs)
     eager_bf16 = _forward(reference_model, "eager", torch.bfloat16, inputs)
@@ -199,16 +200,19 @@ def test_set_attn_implementation_switches_to_and_from_blocked(saved_reference):
     assert _kernel_calls(model, pixels).get(FUSED_CPU_KERNEL, 0) == layers + 1
 
 
-def test_default_is_sdpa_and_fp32_on_cpu_keeps_torch_fused_kernel(saved_reference):
-    """In fp32 torch's fused kernel is the faster one on CPU, so the default keeps it there."""
+def test_default_is_sdpa_and_keeps_torch_fused_kernel_in_fp32_and_for_short_inputs(saved_reference, monkeypatch):
+    """torch's fused kernel is the faster one on CPU in fp32 and for short bf16 inputs, so the default keeps it."""
     model = AutoModel.from_pretrained(saved_reference).eval()
     assert model.config._attn_implementation == "sdpa"
     layers = model.config.num_hidden_layers
-    pixels = torch.randn(1, 3, 56, 56)
+    pixels = torch.randn(1, 3, 56, 56)  # 16 tokens
+    monkeypatch.setattr(modeling, "BLOCKED_MIN_TOKENS", 16)
     assert _kernel_calls(model, pixels).get(FUSED_CPU_KERNEL, 0) == layers + 1
     model.to(torch.bfloat16)
     calls = _kernel_calls(model, pixels.to(torch.bfloat16))
     assert calls.get(FUSED_CPU_KERNEL, 0) == 1 and calls.get("aten::_softmax", 0) == layers
+    monkeypatch.setattr(modeling, "BLOCKED_MIN_TOKENS", 17)
+    assert _kernel_calls(model, pixels.to(torch.bfloat16)).get(FUSED_CPU_KERNEL, 0) == layers + 1
 
 
 def test_output_attentions_still_returns_maps_with_blocked(reference_model):
