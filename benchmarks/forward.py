@@ -1,27 +1,37 @@
-"""Forward latency and peak memory of the `large` preset on CPU: eager vs sdpa, image and video.
+"""Forward latency and peak memory of the `large` preset on CPU, fp32 and bf16: eager vs the default attention.
 
 Run from a checkout (llava_vit need not be installed):
 
-    python benchmarks/forward.py            # about 3-5 minutes on 2 cores
+    python benchmarks/forward.py            # image 448x448 and video 16x224x224: 10-15 minutes on 2 cores
+    python benchmarks/forward.py --input "video 64x224x224"   # 16384 tokens, bf16 only: a few more minutes
 
 Each input runs in its own fresh subprocess with one random-init fp32 model in eval mode under
-`torch.inference_mode()`, built with `_from_config(config, attn_implementation="eager")`; eager and sdpa then
-alternate forward by forward by setting `config._attn_implementation` (every layer reads it at call time, which
-works on transformers 4.57 and 5.x alike): one warm-up round, then `--repeats` timed rounds. Alternating matters
-on a shared machine: other processes' load comes and goes over minutes, and timing the two implementations in
+`torch.inference_mode()`, built with `_from_config(config, attn_implementation="eager")`, and a bf16 copy of it (the
+same weights, rounded). The configurations then alternate forward by forward, by setting
+`config._attn_implementation` (every layer reads it at call time, which works on transformers 4.57 and 5.x alike):
+fp32 eager, fp32 default, bf16 eager, bf16 default, bf16 "sdpa fused". "default" is what the model runs unless told
+otherwise (`sdpa`): torch's fused CPU flash kernel in fp32, the blocked attention (`llava_vit_blocked`) in bf16.
+"sdpa fused" is transformers' sdpa function registered under another name, so that bf16 runs torch's fused kernel
+as it did before the blocked attention existed. One warm-up round, then `--repeats` timed rounds. Alternating
+matters on a shared machine: other processes' load comes and goes over minutes, and timing the implementations in
 separate processes minutes apart compared the load, not the code. Latency is reported as the best (min) and the
 median of the timed forwards; throughput and ratios use the best. "other load" is the share of all CPUs that
 other processes used during that best forward (from /proc/stat, minus this process's own CPU time): numbers
-taken under load understate the machine.
+taken under load understate the machine. The 64-frame video (16384 tokens) runs bf16 default only, once and
+without warm-up (its GEMM shapes repeat in all 24 layers): eager would need 32 GiB for one layer's fp32 scores and
+softmax, and one forward takes minutes.
 
 Peak memory is what the operating system sees, so it counts every allocator (torch's, oneDNN's, OpenMP's):
 before each forward the child returns freed heap pages to the kernel (glibc `malloc_trim`), reads its resident
 set size (VmRSS), and resets the kernel's high-water mark (`/proc/self/clear_refs` with "5", Linux >= 4.0);
 after the forward, VmHWM - VmRSS(before) is the peak increase during that forward. The reported value is the
-largest over all forwards of that implementation. Eager's first forward runs in the fresh process; thanks to
-`malloc_trim` the sdpa forwards that follow measure the same as in a process of their own (checked: image
+largest over all forwards of that configuration. Eager's first forward runs in the fresh process; thanks to
+`malloc_trim` the forwards that follow measure the same as in a process of their own (checked: image
 117 MiB here vs 116 MiB alone, video 369 vs 373 MiB). tracemalloc would miss torch's native allocations,
 and the lifetime `ru_maxrss` cannot be reset, so it would also count model construction.
+
+bf16 accuracy: the first (warm-up) forward's `last_hidden_state` and `pooler_output` of bf16 default are compared
+with fp32 default's (which matches eager to 1e-5), as relative errors ||bf16 - fp32|| / ||fp32||.
 
 FLOPs are counted analytically, a multiply-add as 2 FLOPs, for batch 1, N tokens, hidden h, intermediate i,
 L layers, patch p, C channels:
@@ -35,14 +45,15 @@ L layers, patch p, C channels:
                       scores and values 2 * (2 * N * h), output projection 2 * h * h, MLP 2 * (2 * h * i)
 
 Norms, softmax, GELU, RoPE and bias additions (O(N * h) or O(N * N) element-wise work) are not counted.
-Achieved GFLOP/s is that count over the best latency, and is also given as a fraction of this machine's fp32
-matmul throughput (4096x4096 @ 4096x4096), measured in every child before the first round (best of 5) and after
-each round (best of 3), and summarised as the best seen in the whole run.
+Achieved GFLOP/s is that count over the best latency, and is also given as a fraction of this machine's matmul
+throughput in the same dtype (4096x4096 @ 4096x4096, fp32 and bf16), measured in every child before the first
+round (best of 5) and after each round (best of 3), and summarised as the best seen in the whole run.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import ctypes
 import json
 import os
@@ -53,18 +64,41 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
-IMPLEMENTATIONS = ("eager", "sdpa")
-# name -> (pixel_values shape, default timed repeats)
-INPUTS: dict[str, tuple[tuple[int, ...], int]] = {
-    "image 448x448": ((1, 3, 448, 448), 3),
-    "video 16x224x224": ((1, 3, 16, 224, 224), 2),
+DTYPES = ("fp32", "bf16")
+# What the model runs with `attn_implementation="sdpa"` (its default): torch's fused CPU kernel in fp32, the blocked
+# attention in bf16. "sdpa fused" forces torch's fused kernel in bf16 too (the default before the blocked attention),
+# "eager" is the full-matrix softmax attention every speedup and memory ratio is taken against.
+DEFAULT, FUSED, EAGER = "default", "sdpa fused", "eager"
+IMPLEMENTATION_NAMES = {DEFAULT: "sdpa", FUSED: "sdpa_fused_cpu", EAGER: "eager"}
+
+
+class Input(NamedTuple):
+    shape: tuple[int, ...]  # pixel_values
+    repeats: int  # default timed rounds
+    dtypes: tuple[str, ...]
+    implementations: tuple[str, ...]  # in the order they alternate
+    warmup: int = 1
+
+
+INPUTS: dict[str, Input] = {
+    "image 448x448": Input((1, 3, 448, 448), 3, DTYPES, (EAGER, DEFAULT, FUSED)),
+    "video 16x224x224": Input((1, 3, 16, 224, 224), 2, DTYPES, (EAGER, DEFAULT, FUSED)),
+    # 16384 tokens: eager would need (16, N, N) fp32 scores and their softmax, 32 GiB; one bf16 forward takes a minute
+    # or more on 2 cores, so it runs once, without warm-up (its GEMM shapes repeat in all 24 layers).
+    "video 64x224x224": Input((1, 3, 64, 224, 224), 1, ("bf16",), (DEFAULT,), warmup=0),
 }
+DEFAULT_INPUTS = ("image 448x448", "video 16x224x224")
 MATMUL_SIZE = 4096
-TARGET_SPEEDUP = 2.5
-TARGET_MEMORY_RATIO = 0.5
-TARGET_MATMUL_FRACTION = 0.85
+TARGET_FRACTION = {"fp32": 0.90, "bf16": 0.70}  # of the same dtype's matmul throughput, on the videos
+TARGET_MEMORY_RATIO = 0.25  # default / eager peak at 4096 tokens
+BF16_TOLERANCE = 2e-2
+OUTPUT_NAMES = (
+    "last_hidden_state",
+    "pooler_output",
+)  # relative error of bf16 outputs against fp32 (see tests/test_cpu_attention.py)
 
 
 def token_count(config, shape: tuple[int, ...]) -> int:
@@ -84,11 +118,12 @@ def model_flops(config, shape: tuple[int, ...]) -> float:
     return float(flops)
 
 
-def matmul_gflops(size: int = MATMUL_SIZE, repeats: int = 5) -> float:
-    """Best-of-`repeats` fp32 throughput of one large square matmul, the machine's practical GEMM peak."""
+def matmul_gflops(dtype: str = "fp32", size: int = MATMUL_SIZE, repeats: int = 5) -> float:
+    """Best-of-`repeats` throughput of one large square matmul in `dtype`, the machine's practical GEMM peak."""
     import torch
 
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    a, b = torch.randn(size, size, dtype=torch_dtype), torch.randn(size, size, dtype=torch_dtype)
     torch.matmul(a, b)
     best = min(_timed(lambda: torch.matmul(a, b)) for _ in range(repeats))
     return 2 * size**3 / best / 1e9
@@ -117,11 +152,21 @@ def _own_ticks() -> float:
     return (times.user + times.system) * os.sysconf("SC_CLK_TCK")
 
 
-def _attention_kernel_calls(model, torch) -> dict[str, int]:
-    """How often a tiny forward runs the fused CPU attention kernel and a plain softmax: shows which path runs."""
+def _attention_kernel_calls(model, torch, tokens: int) -> dict[str, int]:
+    """How often a tiny forward runs the fused CPU attention kernel and a softmax: shows which path runs.
+
+    The default picks its kernel by token count too, so the probe is made to pick what `tokens` tokens would.
+    """
+    modeling = sys.modules[type(model).__module__]
+    threshold = modeling.BLOCKED_MIN_TOKENS
+    parameter = next(model.parameters())
     tiny = torch.zeros(1, model.config.num_channels, 2 * model.config.patch_size, 2 * model.config.patch_size)
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
-        model(tiny)
+    modeling.BLOCKED_MIN_TOKENS = 0 if tokens >= threshold else threshold
+    try:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+            model(tiny.to(parameter.dtype))
+    finally:
+        modeling.BLOCKED_MIN_TOKENS = threshold
     counts = {e.key: e.count for e in profile.key_averages()}
     return {
         "fused": counts.get("aten::_scaled_dot_product_flash_attention_for_cpu", 0),
@@ -129,65 +174,102 @@ def _attention_kernel_calls(model, torch) -> dict[str, int]:
     }
 
 
-def measured_forward(model, pixel_values, libc) -> tuple[float, float, float]:
-    """(seconds, peak RSS increase in KiB, other processes' share of all CPUs) of one forward."""
+def relative_error(got, want) -> float:
+    return ((got.float() - want.float()).norm() / want.float().norm()).item()
+
+
+def measured_forward(model, pixel_values, libc) -> tuple[float, float, float, object]:
+    """(seconds, peak RSS increase in KiB, other processes' share of all CPUs, output) of one forward."""
     libc.malloc_trim(0)
     rss_before = _status_kib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")
     (busy_before, total_before), own_before = _busy_ticks(), _own_ticks()
-    elapsed = _timed(lambda: model(pixel_values))
+    start = time.perf_counter()
+    output = model(pixel_values)
+    elapsed = time.perf_counter() - start
     peak = _status_kib("VmHWM") - rss_before
     (busy, total), own = _busy_ticks(), _own_ticks()
     other = (busy - busy_before - (own - own_before)) / max(1, total - total_before)
-    return elapsed, peak, max(0.0, other)
+    return elapsed, peak, max(0.0, other), output
 
 
-def run_input(input_name: str, repeats: int, preset: str) -> list[dict]:
-    """Measure both implementations on one input in this fresh process, alternating them forward by forward."""
+def run_input(input_name: str, repeats: int, preset: str, dtypes: tuple[str, ...]) -> list[dict]:
+    """Measure every (dtype, implementation) of one input in this fresh process, alternating forward by forward."""
     import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
     sys.path.insert(0, str(REPO))
     from llava_vit import LlavaViTModel, preset_config
 
+    ALL_ATTENTION_FUNCTIONS.register(IMPLEMENTATION_NAMES[FUSED], sdpa_attention_forward)
     libc = ctypes.CDLL("libc.so.6")
     torch.manual_seed(0)
+    spec = INPUTS[input_name]
     config = preset_config(preset)
     # Built through the public path; switching config._attn_implementation then re-routes every layer.
-    model = LlavaViTModel._from_config(config, attn_implementation=IMPLEMENTATIONS[0]).eval()
-    shape, _ = INPUTS[input_name]
-    pixel_values = torch.randn(shape)
-    runs = {implementation: {"times": [], "peaks": [], "loads": []} for implementation in IMPLEMENTATIONS}
+    model = LlavaViTModel._from_config(config, attn_implementation="eager").eval()
+    models = {"fp32": model, "bf16": copy.deepcopy(model).to(torch.bfloat16)}  # the same weights, rounded
+    models = {dtype: models[dtype] for dtype in dtypes}
+
+    def select(implementation: str) -> None:
+        for each in models.values():
+            each.config._attn_implementation = IMPLEMENTATION_NAMES[implementation]
+
+    pixel_values = torch.randn(spec.shape)
+    runs = {
+        (dtype, implementation): {"times": [], "peaks": [], "loads": []}
+        for dtype in models
+        for implementation in spec.implementations
+        if not (dtype == "fp32" and implementation == FUSED)  # in fp32 the default is the fused kernel
+    }
+    outputs = {}
     with torch.inference_mode():
         kernel_calls = {}
-        for implementation in IMPLEMENTATIONS:
-            model.config._attn_implementation = implementation
-            kernel_calls[implementation] = _attention_kernel_calls(model, torch)
-        matmul = [matmul_gflops()]
-        for round_index in range(1 + repeats):
-            for implementation in IMPLEMENTATIONS:
-                model.config._attn_implementation = implementation
-                elapsed, peak, other = measured_forward(model, pixel_values, libc)
-                runs[implementation]["peaks"].append(peak)
-                if round_index:
-                    runs[implementation]["times"].append(elapsed)
-                    runs[implementation]["loads"].append(other)
-            matmul.append(matmul_gflops(repeats=3))
+        for dtype, implementation in runs:
+            select(implementation)
+            kernel_calls[dtype, implementation] = _attention_kernel_calls(
+                models[dtype], torch, token_count(config, spec.shape)
+            )
+        matmul = {dtype: [matmul_gflops(dtype)] for dtype in DTYPES}
+        for round_index in range(spec.warmup + repeats):
+            for (dtype, implementation), run in runs.items():
+                select(implementation)
+                inputs = pixel_values.to(next(models[dtype].parameters()).dtype)
+                elapsed, peak, other, output = measured_forward(models[dtype], inputs, libc)
+                if implementation == DEFAULT and round_index == 0:
+                    outputs[dtype] = (output.last_hidden_state, output.pooler_output)
+                del output
+                run["peaks"].append(peak)
+                if round_index >= spec.warmup:
+                    run["times"].append(elapsed)
+                    run["loads"].append(other)
+            for dtype in DTYPES:
+                matmul[dtype].append(matmul_gflops(dtype, repeats=3))
+    errors = {}
+    if {"fp32", "bf16"} <= set(outputs):
+        errors = {
+            name: relative_error(got, want)
+            for name, got, want in zip(OUTPUT_NAMES, outputs["bf16"], outputs["fp32"], strict=True)
+        }
     results = []
-    for implementation, run in runs.items():
+    for (dtype, implementation), run in runs.items():
         best = min(range(repeats), key=run["times"].__getitem__)
         results.append(
             {
                 "implementation": implementation,
+                "dtype": dtype,
                 "input": input_name,
-                "tokens": token_count(config, shape),
-                "gflop": model_flops(config, shape) / 1e9,
-                "kernel_calls": kernel_calls[implementation],
-                "matmul_gflops": max(matmul),
+                "tokens": token_count(config, spec.shape),
+                "gflop": model_flops(config, spec.shape) / 1e9,
+                "kernel_calls": kernel_calls[dtype, implementation],
+                "matmul_gflops": {d: max(values) for d, values in matmul.items()},
                 "times": run["times"],
                 "best_s": run["times"][best],
                 "median_s": statistics.median(run["times"]),
                 "other_load": run["loads"][best],
                 "peak_mib": max(run["peaks"]) / 1024,
+                "bf16_errors": errors if dtype == "bf16" and implementation == DEFAULT else {},
             }
         )
     return results
@@ -214,8 +296,9 @@ def _machine() -> dict[str, str]:
     }
 
 
-def _spawn(input_name: str, repeats: int, preset: str) -> list[dict]:
+def _spawn(input_name: str, repeats: int, preset: str, dtypes: tuple[str, ...]) -> list[dict]:
     command = [sys.executable, __file__, "--child", input_name, "--repeats", str(repeats), "--preset", preset]
+    command += [argument for dtype in dtypes for argument in ("--dtype", dtype)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"benchmark child for {input_name} failed:\n{done.stderr}")
@@ -227,61 +310,96 @@ def _verdict(ok: bool) -> str:
 
 
 def report(results: list[dict]) -> str:
-    """The markdown tables: one row per configuration, then the sdpa/eager ratios and the targets."""
-    peak_matmul = max(r["matmul_gflops"] for r in results)
-    per_input = ", ".join(f"{r['input']} {r['matmul_gflops']:.0f}" for r in results[::2])
+    """The markdown tables: one row per configuration, then the ratios against eager, then the targets."""
+    peak = {dtype: max(r["matmul_gflops"][dtype] for r in results) for dtype in DTYPES}
     lines = [
-        f"fp32 matmul {MATMUL_SIZE}x{MATMUL_SIZE}: best {peak_matmul:.0f} GFLOP/s in this run ({per_input})",
+        f"{dtype} matmul {MATMUL_SIZE}x{MATMUL_SIZE}: best {peak[dtype]:.0f} GFLOP/s in this run ("
+        + ", ".join(
+            f"{name} {value:.0f}" for name, value in {r["input"]: r["matmul_gflops"][dtype] for r in results}.items()
+        )
+        + ")"
+        for dtype in DTYPES
+    ]
+    lines += [
         "",
-        "| input | attention | tokens | GFLOP | best s | median s | GFLOP/s | % of matmul | peak MiB "
-        "| attn kernel calls (fused/softmax) | other load |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| input | dtype | attention | tokens | GFLOP | best s | median s | GFLOP/s | % of matmul (same dtype) "
+        "| peak MiB | attn kernel calls (fused/softmax) | other load |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in results:
         gflops = r["gflop"] / r["best_s"]
         lines.append(
-            f"| {r['input']} | {r['implementation']} | {r['tokens']:.0f} | {r['gflop']:.0f} | {r['best_s']:.2f} "
-            f"| {r['median_s']:.2f} | {gflops:.0f} | {100 * gflops / peak_matmul:.0f}% | {r['peak_mib']:.0f} "
-            f"| {r['kernel_calls']['fused']}/{r['kernel_calls']['softmax']} | {100 * r['other_load']:.0f}% |"
+            f"| {r['input']} | {r['dtype']} | {r['implementation']} | {r['tokens']:.0f} | {r['gflop']:.0f} "
+            f"| {r['best_s']:.2f} | {r['median_s']:.2f} | {gflops:.0f} | {100 * gflops / peak[r['dtype']]:.0f}% "
+            f"| {r['peak_mib']:.0f} | {r['kernel_calls']['fused']}/{r['kernel_calls']['softmax']} "
+            f"| {100 * r['other_load']:.0f}% |"
         )
     lines += [
         "",
-        "| input | sdpa speedup (eager best / sdpa best) | memory ratio (sdpa / eager peak) | sdpa % of matmul |",
-        "|---|---:|---:|---:|",
+        "| input | dtype | default % of matmul | speedup over eager | speedup over sdpa fused "
+        "| memory (default / eager) | bf16 rel. error vs fp32 (last_hidden_state / pooler_output) |",
+        "|---|---|---:|---:|---:|---:|---|",
     ]
     verdicts = []
-    for input_name in INPUTS:
-        by_impl = {r["implementation"]: r for r in results if r["input"] == input_name}
-        if set(by_impl) != set(IMPLEMENTATIONS):
-            continue
-        eager, sdpa = by_impl["eager"], by_impl["sdpa"]
-        speedup = eager["best_s"] / sdpa["best_s"]
-        memory = sdpa["peak_mib"] / eager["peak_mib"]
-        fraction = sdpa["gflop"] / sdpa["best_s"] / peak_matmul
-        lines.append(f"| {input_name} | {speedup:.2f}x | {memory:.2f}x | {100 * fraction:.0f}% |")
-        if input_name.startswith("video"):
-            verdicts += [
-                f"- sdpa >= {TARGET_SPEEDUP}x faster than eager on the video: {speedup:.2f}x, "
-                f"{_verdict(speedup >= TARGET_SPEEDUP)}",
-                f"- sdpa peak memory <= {TARGET_MEMORY_RATIO}x eager's on the video: {memory:.2f}x, "
-                f"{_verdict(memory <= TARGET_MEMORY_RATIO)}",
-            ]
-        verdicts.append(
-            f"- sdpa >= {100 * TARGET_MATMUL_FRACTION:.0f}% of matmul throughput on the {input_name}: "
-            f"{100 * fraction:.0f}%, {_verdict(fraction >= TARGET_MATMUL_FRACTION)}"
-        )
+    for input_name in dict.fromkeys(r["input"] for r in results):
+        for dtype in DTYPES:
+            by_impl = {r["implementation"]: r for r in results if r["input"] == input_name and r["dtype"] == dtype}
+            if DEFAULT not in by_impl:
+                continue
+            default = by_impl[DEFAULT]
+            fraction = default["gflop"] / default["best_s"] / peak[dtype]
+            eager, fused = by_impl.get(EAGER), by_impl.get(FUSED)
+            speedup = f"{eager['best_s'] / default['best_s']:.2f}x" if eager else "n/a"
+            over_fused = f"{fused['best_s'] / default['best_s']:.2f}x" if fused else "n/a"
+            memory = default["peak_mib"] / eager["peak_mib"] if eager else None
+            errors = default["bf16_errors"]
+            error_text = " / ".join(f"{errors[k]:.4f}" for k in OUTPUT_NAMES) if errors else ""
+            lines.append(
+                f"| {input_name} | {dtype} | {100 * fraction:.0f}% | {speedup} | {over_fused} "
+                f"| {f'{memory:.2f}x' if memory is not None else 'n/a'} | {error_text or 'n/a'} |"
+            )
+            if input_name.startswith("video"):
+                target = TARGET_FRACTION[dtype]
+                verdicts.append(
+                    f"- {dtype} default >= {100 * target:.0f}% of {dtype} matmul throughput on the {input_name}: "
+                    f"{100 * fraction:.0f}%, {_verdict(fraction >= target)}"
+                )
+            if memory is not None and default["tokens"] == 4096:
+                verdicts.append(
+                    f"- {dtype} default peak memory <= {TARGET_MEMORY_RATIO}x eager's at 4096 tokens: {memory:.2f}x, "
+                    f"{_verdict(memory <= TARGET_MEMORY_RATIO)}"
+                )
+            if fused and dtype == "bf16":
+                verdicts.append(
+                    f"- bf16 default not slower than sdpa fused (the previous default) on the {input_name}: "
+                    f"{over_fused}, {_verdict(fused['best_s'] >= default['best_s'])}"
+                )
+            if errors:
+                worst = max(errors.values())
+                verdicts.append(
+                    f"- bf16 relative error vs fp32 <= {BF16_TOLERANCE} on the {input_name}: {worst:.4f}, "
+                    f"{_verdict(worst <= BF16_TOLERANCE)}"
+                )
     return "\n".join([*lines, "", "Targets:", *verdicts])
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--repeats", type=int, help="timed forwards per configuration (default: 3 image, 2 video)")
-    parser.add_argument("--input", action="append", choices=list(INPUTS), help="only this input (repeatable)")
+    parser.add_argument("--repeats", type=int, help="timed forwards per configuration (default: per input)")
+    parser.add_argument(
+        "--input",
+        action="append",
+        choices=list(INPUTS),
+        help=f"only this input (repeatable; default {DEFAULT_INPUTS})",
+    )
+    parser.add_argument("--dtype", action="append", choices=DTYPES, help="only this dtype (repeatable; default: both)")
     parser.add_argument("--preset", default="large", help="model preset (default: large, the one the targets are for)")
     parser.add_argument("--child", metavar="INPUT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    dtypes = tuple(args.dtype or DTYPES)
     if args.child:
-        print(json.dumps(run_input(args.child, args.repeats, args.preset)))
+        dtypes = tuple(d for d in dtypes if d in INPUTS[args.child].dtypes)
+        print(json.dumps(run_input(args.child, args.repeats, args.preset, dtypes)))
         return 0
     if not Path("/proc/self/clear_refs").exists():
         raise SystemExit("this benchmark reads peak memory from Linux /proc (VmHWM, clear_refs); run it on Linux")
@@ -289,11 +407,15 @@ def main() -> int:
     print(f"machine: {machine['cpu']}\nsoftware: {machine['software']}\npreset: {args.preset}", flush=True)
     started = time.perf_counter()
     results = []
-    for input_name in args.input or INPUTS:
-        for result in _spawn(input_name, args.repeats or INPUTS[input_name][1], args.preset):
+    for input_name in args.input or DEFAULT_INPUTS:
+        if not set(dtypes) & set(INPUTS[input_name].dtypes):
+            continue
+        for result in _spawn(input_name, args.repeats or INPUTS[input_name].repeats, args.preset, dtypes):
             times = ", ".join(f"{t:.2f}" for t in result["times"])
             print(
-                f"  {input_name} {result['implementation']}: {times} s, peak +{result['peak_mib']:.0f} MiB", flush=True
+                f"  {input_name} {result['dtype']} {result['implementation']}: {times} s, "
+                f"peak +{result['peak_mib']:.0f} MiB",
+                flush=True,
             )
             results.append(result)
     print(f"\n{report(results)}\n\ntotal benchmark time: {time.perf_counter() - started:.0f} s")
