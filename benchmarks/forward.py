@@ -10,7 +10,8 @@ Each input runs in its own fresh subprocess with one random-init fp32 model in e
 same weights, rounded). The configurations then alternate forward by forward, by setting
 `config._attn_implementation` (every layer reads it at call time, which works on transformers 4.57 and 5.x alike):
 fp32 eager, fp32 default, bf16 eager, bf16 default, bf16 "sdpa fused". "default" is what the model runs unless told
-otherwise (`sdpa`): torch's fused CPU flash kernel in fp32, the blocked attention (`llava_vit_blocked`) in bf16.
+otherwise (`sdpa`): torch's fused CPU flash kernel in fp32, the blocked attention (`llava_vit_blocked`) in bf16
+from 2048 tokens on (the image's 1024 tokens keep the fused kernel).
 "sdpa fused" is transformers' sdpa function registered under another name, so that bf16 runs torch's fused kernel
 as it did before the blocked attention existed. One warm-up round, then `--repeats` timed rounds. Alternating
 matters on a shared machine: other processes' load comes and goes over minutes, and timing the implementations in
@@ -69,8 +70,8 @@ from typing import NamedTuple
 REPO = Path(__file__).resolve().parents[1]
 DTYPES = ("fp32", "bf16")
 # What the model runs with `attn_implementation="sdpa"` (its default): torch's fused CPU kernel in fp32, the blocked
-# attention in bf16. "sdpa fused" forces torch's fused kernel in bf16 too (the default before the blocked attention),
-# "eager" is the full-matrix softmax attention every speedup and memory ratio is taken against.
+# attention in bf16 from 2048 tokens on. "sdpa fused" forces torch's fused kernel in bf16 too (the default before
+# the blocked attention), "eager" is the full-matrix softmax attention every speedup and memory ratio is taken against.
 DEFAULT, FUSED, EAGER = "default", "sdpa fused", "eager"
 IMPLEMENTATION_NAMES = {DEFAULT: "sdpa", FUSED: "sdpa_fused_cpu", EAGER: "eager"}
 
