@@ -3,8 +3,8 @@ it: the `llava-vit` and `hf-llava-vit` commands, `copier copy` of the template t
 the repo it makes, all from the wheel's files (never this checkout's).
 
 To stay fast and offline, the fresh venv sees this environment's third-party packages (torch, transformers,
-copier, pre-commit) through a plain path in a `.pth` file, which does not bring this checkout's editable
-llava_vit with it, and the wheel is installed with --no-deps.
+copier, pre-commit) through a plain path in a `.pth` file, added after the wheel is installed with --no-deps: the
+venv's own llava_vit (the wheel's) comes first on sys.path, whether this environment's is editable or installed.
 """
 
 from __future__ import annotations
@@ -49,8 +49,10 @@ def test_an_installed_wheel_makes_a_model_repo(dist: Path, tmp_path: Path, env: 
     venv.EnvBuilder(with_pip=True, symlinks=True).create(target)
     python = target / "bin" / "python"
     site = run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
-    Path(site, "third-party.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # The wheel first: once the .pth is in, pip would find this environment's llava_vit (in CI a regular install,
+    # not an editable one) and call the requirement satisfied. The venv's own site-packages then comes first.
     run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check", str(wheel)])
+    Path(site, "third-party.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
 
     # Only the venv's own commands (and git, sh) on PATH: nothing from this checkout or its environment.
     ours = Path(sys.executable).parent
