@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "prove fast (no tensor data read) that a model repo is consistent and loadable",
     ),
     "publish": ("llava_vit.hub.publish", "push a model repo to the Hub with git + git-lfs after the full check"),
-    "upload": ("llava_vit.hub.upload", "render a preset to a temp folder, check it and upload it (no git)"),
+    "upload": ("llava_vit.hub.upload", "upload an export or model repo folder after the full check (no git)"),
     "local-hub": ("llava_vit.hub.local_hub", "a local Hub (olah on 127.0.0.1) for rehearsals and tests"),
     "verify": (
         "llava_vit.checks.verify",
