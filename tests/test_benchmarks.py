@@ -42,6 +42,7 @@ def test_flop_formula_matches_torch_flop_counter(shape, use_head):
     assert benchmark.model_flops(config, shape) == counted
 
 
+@pytest.mark.slow  # runs the benchmark script end to end
 def test_forward_benchmark_runs_and_reports():
     command = [sys.executable, str(BENCHMARKS / "forward.py"), "--preset", "small", "--repeats", "1"]
     done = subprocess.run([*command, "--input", "image 448x448"], capture_output=True, text=True, timeout=600)
@@ -71,6 +72,7 @@ def _gpu_check(*arguments: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # runs the benchmark script end to end
 def test_gpu_check_dry_run_passes_parity():
     done = _gpu_check()
     assert done.returncode == 0, done.stdout + done.stderr
@@ -78,12 +80,14 @@ def test_gpu_check_dry_run_passes_parity():
     assert sum(line.startswith("| video") for line in done.stdout.splitlines()) == 4
 
 
+@pytest.mark.slow  # runs the benchmark script end to end
 def test_gpu_check_fails_when_parity_does_not_hold():
     done = _gpu_check("--tolerance", "0")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "PARITY FAILED" in done.stdout
 
 
+@pytest.mark.slow  # runs the benchmark script end to end
 def test_video_benchmark_runs_and_reports():
     command = [sys.executable, str(BENCHMARKS / "video.py"), "--frames", "4", "--repeats", "1", "--device", "cpu"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)

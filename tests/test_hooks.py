@@ -134,6 +134,7 @@ def test_new_canonical_code_is_synced_into_the_repo(repo: Path, env: dict[str, s
     run([*PRE_COMMIT, "run", "llava-vit-sync", "--all-files"], cwd=repo, env=newer)
 
 
+@pytest.mark.slow  # a real load in a fresh interpreter (verify)
 def test_push_runs_the_full_check(repo: Path, env: dict[str, str], tmp_path: Path) -> None:
     remote = tmp_path / "hub.git"
     git(tmp_path, env, "init", "-q", "--bare", str(remote))
@@ -153,6 +154,7 @@ def test_push_runs_the_full_check(repo: Path, env: dict[str, str], tmp_path: Pat
     assert message in result.stderr + result.stdout
 
 
+@pytest.mark.slow  # a real load in a fresh interpreter (verify)
 def test_full_check_runs_verify_and_needs_the_git_lfs_push_hook(repo: Path, env: dict[str, str], monkeypatch) -> None:
     for key in ("GIT_CONFIG_GLOBAL", "XDG_CACHE_HOME", "PATH"):
         monkeypatch.setenv(key, env[key])

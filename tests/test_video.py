@@ -148,6 +148,7 @@ def moving_patches(frames: list[int], step: int = 4) -> set[int]:
     return changed
 
 
+@pytest.mark.slow  # through the local Hub and a clean interpreter
 def test_video_file_to_embeddings_by_repo_id(published, clips, clean_python: Path, tmp_path: Path) -> None:
     sampled = np.linspace(0, 11, MOVING_FRAMES).round().astype(int).tolist()
     truth = moving_patches(sampled)
