@@ -26,7 +26,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 from ..cli import program_name
-from ..errors import LlavaViTError
+from ..errors import CheckFailed, LlavaViTError
 from ..repo_contract import (
     AUTO_MAP,
     CANONICAL_DIR,
@@ -459,6 +459,16 @@ def full_problems(repo: Path) -> list[str]:
     hint = f"run `llava-vit verify {repo}` for the full report"
     failed = [check for check in report.checks if not check.passed]
     return [f"verify: {check.name}: {check.detail}; {hint}" for check in failed] or [f"verify: no checks ran; {hint}"]
+
+
+def require_full_check(folder: Path, command: str, outcome: str) -> None:
+    """The full check before anything leaves the machine: each problem printed as `<program> <command>: ...`,
+    then CheckFailed saying what did not happen and what to do (`outcome`)."""
+    problems = full_problems(folder)
+    for problem in problems:
+        print(f"{program_name()} {command}: {problem}", file=sys.stderr)
+    if problems:
+        raise CheckFailed(f"the full check failed for {folder} ({len(problems)} problem(s), see above); {outcome}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from ..checks.check import full_problems
-from ..cli import program_name
+from ..checks.check import require_full_check
 from ..errors import CheckFailed, LlavaViTError, UsageError
 from ..repo_contract import ANSWERS_FILE, MAX_YAML_BYTES, UnsafeFile, read_regular, safe_yaml
 from .access import endpoint, ensure_hub_repo, hub_repo_id, redact, require_token, validate_repo_id
@@ -210,14 +209,7 @@ def guard_pushed(root: Path, commit: str, remote_head: str | None) -> None:
 def full_check(root: Path) -> None:
     """The pre-push hook's check (`llava-vit check --full`: fast check, LFS objects and hook, real load and
     forwards), run here too so that nothing skips it and the push can skip the hook's second run."""
-    problems = full_problems(root)
-    for problem in problems:
-        print(f"{program_name()} publish: {problem}", file=sys.stderr)
-    if problems:
-        raise CheckFailed(
-            f"the full check failed for {root} ({len(problems)} problem(s), see above); nothing was pushed: "
-            "fix, commit, publish again"
-        )
+    require_full_check(root, "publish", "nothing was pushed: fix, commit, publish again")
 
 
 def _rejection_reason(lines: list[str]) -> str:

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
-from ..cli import program_name
-from ..errors import CheckFailed, UsageError
+from ..errors import UsageError
 from ..model.presets import resolve_preset
 from .access import endpoint, ensure_hub_repo, hub_errors, require_token, validate_repo_id
 from .publish import loading_snippet
@@ -34,20 +32,6 @@ def render_preset(staging: Path, preset: str, weights: Path | None, repo_id: str
     return render_repo(staging / repo_id.split("/")[1], answers, git=False)
 
 
-def check_folder(folder: Path) -> None:
-    """The full check (`llava-vit check --full`); CheckFailed, after printing each problem, when it fails."""
-    from ..checks.check import full_problems
-
-    problems = full_problems(folder)
-    for problem in problems:
-        print(f"{program_name()} upload: {problem}", file=sys.stderr)
-    if problems:
-        raise CheckFailed(
-            f"the full check failed for {folder} ({len(problems)} problem(s), see above); nothing was uploaded: "
-            "fix them and upload again"
-        )
-
-
 def upload_folder(
     folder: Path,
     repo_id: str,
@@ -62,7 +46,9 @@ def upload_folder(
     from huggingface_hub import HfApi
 
     token = token or require_token()
-    check_folder(folder)
+    from ..checks.check import require_full_check
+
+    require_full_check(folder, "upload", "nothing was uploaded: fix them and upload again")
     ensure_hub_repo(repo_id, token, private)
     api = HfApi(endpoint=endpoint(), token=token)
     with hub_errors(repo_id):
