@@ -9,11 +9,12 @@ Each input runs in its own fresh subprocess with one random-init fp32 model in e
 `torch.inference_mode()`, built with `_from_config(config, attn_implementation="eager")`, and a bf16 copy of it (the
 same weights, rounded). The configurations then alternate forward by forward, by setting
 `config._attn_implementation` (every layer reads it at call time, which works on transformers 4.57 and 5.x alike):
-fp32 eager, fp32 default, bf16 eager, bf16 default, bf16 "sdpa fused". "default" is what the model runs unless told
-otherwise (`sdpa`): torch's fused CPU flash kernel in fp32, the blocked attention (`llava_vit_blocked`) in bf16
-from 2048 tokens on (the image's 1024 tokens keep the fused kernel).
-"sdpa fused" is transformers' sdpa function registered under another name, so that bf16 runs torch's fused kernel
-as it did before the blocked attention existed. One warm-up round, then `--repeats` timed rounds. Alternating
+fp32 eager, fp32 default, bf16 eager, bf16 default, bf16 "sdpa fused", bf16 "blocked". "default" is what the model
+runs unless told otherwise (`sdpa`): torch's fused CPU flash kernel in fp32; in bf16 the same kernel on a CPU with
+AMX, else the blocked attention (`llava_vit_blocked`) from 2048 tokens on (the image's 1024 tokens keep the fused
+kernel). "sdpa fused" is transformers' sdpa function registered under another name, so that bf16 runs torch's fused
+kernel whatever the CPU; "blocked" is `llava_vit_blocked`: the two bf16 kernels the default chooses between, so the
+run shows whether it chose the faster one on this machine. One warm-up round, then `--repeats` timed rounds. Alternating
 matters on a shared machine: other processes' load comes and goes over minutes, and timing the implementations in
 separate processes minutes apart compared the load, not the code. Latency is reported as the best (min) and the
 median of the timed forwards; throughput and ratios use the best. "other load" is the share of all CPUs that
@@ -49,6 +50,13 @@ Norms, softmax, GELU, RoPE and bias additions (O(N * h) or O(N * N) element-wise
 Achieved GFLOP/s is that count over the best latency, and is also given as a fraction of this machine's matmul
 throughput in the same dtype (4096x4096 @ 4096x4096, fp32 and bf16), measured in every child before the first
 round (best of 5) and after each round (best of 3), and summarised as the best seen in the whole run.
+
+The ceiling says how much of the gap to that matmul rate the model code could still close. Exact attention cannot
+run at the GEMM rate: every score needs an exp (float32) on top of its 4 * head_dim GEMM FLOPs. So each child also
+times one layer's attention alone at the input's token count (random (1, N, H, D) queries, keys and values, best of
+2) with both CPU kernels, torch's fused one and the blocked one, and the ceiling is the time the forward would take
+if its attention FLOPs ran at the faster kernel's rate and all its other FLOPs at the matmul rate, with no time at
+all for norms, GELU, RoPE and residuals. "default % of ceiling" is that time over the measured best.
 """
 
 from __future__ import annotations
@@ -69,11 +77,14 @@ from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
 DTYPES = ("fp32", "bf16")
-# What the model runs with `attn_implementation="sdpa"` (its default): torch's fused CPU kernel in fp32, the blocked
-# attention in bf16 from 2048 tokens on. "sdpa fused" forces torch's fused kernel in bf16 too (the default before
-# the blocked attention), "eager" is the full-matrix softmax attention every speedup and memory ratio is taken against.
-DEFAULT, FUSED, EAGER = "default", "sdpa fused", "eager"
-IMPLEMENTATION_NAMES = {DEFAULT: "sdpa", FUSED: "sdpa_fused_cpu", EAGER: "eager"}
+# What the model runs with `attn_implementation="sdpa"` (its default): torch's fused CPU kernel in fp32, and in bf16
+# too with AMX, else the blocked attention from 2048 tokens on. "sdpa fused" and "blocked" force one of the two bf16
+# kernels, "eager" is the full-matrix softmax attention every speedup and memory ratio is taken against.
+DEFAULT, FUSED, BLOCKED, EAGER = "default", "sdpa fused", "blocked", "eager"
+IMPLEMENTATION_NAMES = {DEFAULT: "sdpa", FUSED: "sdpa_fused_cpu", BLOCKED: "llava_vit_blocked", EAGER: "eager"}
+BF16_KERNELS = (FUSED, BLOCKED)  # what the bf16 default chooses between (by CPU and token count)
+# The CPU features that decide the bf16 rates: avx512_bf16 for bf16 GEMMs at about 4x fp32, AMX for the fused kernel.
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
 
 
 class Input(NamedTuple):
@@ -85,10 +96,11 @@ class Input(NamedTuple):
 
 
 INPUTS: dict[str, Input] = {
-    "image 448x448": Input((1, 3, 448, 448), 3, DTYPES, (EAGER, DEFAULT, FUSED)),
-    "video 16x224x224": Input((1, 3, 16, 224, 224), 2, DTYPES, (EAGER, DEFAULT, FUSED)),
+    "image 448x448": Input((1, 3, 448, 448), 3, DTYPES, (EAGER, DEFAULT, FUSED, BLOCKED)),
+    "video 16x224x224": Input((1, 3, 16, 224, 224), 2, DTYPES, (EAGER, DEFAULT, FUSED, BLOCKED)),
     # 16384 tokens: eager would need (16, N, N) fp32 scores and their softmax, 32 GiB; one bf16 forward takes a minute
-    # or more on 2 cores, so it runs once, without warm-up (its GEMM shapes repeat in all 24 layers).
+    # or more on 2 cores, so it runs once, without warm-up (its GEMM shapes repeat in all 24 layers). Which bf16 kernel
+    # is faster at this length shows in the attention-alone rates.
     "video 64x224x224": Input((1, 3, 64, 224, 224), 1, ("bf16",), (DEFAULT,), warmup=0),
 }
 DEFAULT_INPUTS = ("image 448x448", "video 16x224x224")
@@ -108,26 +120,61 @@ def token_count(config, shape: tuple[int, ...]) -> int:
     return frames * (shape[-2] // config.patch_size) * (shape[-1] // config.patch_size)
 
 
+def attention_flops(config, shape: tuple[int, ...]) -> float:
+    """The encoder's attention FLOPs (scores and values, all layers): the part that runs in the attention kernel."""
+    n = token_count(config, shape)
+    return float(config.num_hidden_layers * 2 * 2 * n * n * config.hidden_size)
+
+
 def model_flops(config, shape: tuple[int, ...]) -> float:
     """Analytic forward FLOPs of one sample (see the module docstring for the formula)."""
     p, h, i, c = config.patch_size, config.hidden_size, config.intermediate_size, config.num_channels
     n = token_count(config, shape)
-    flops = 2 * n * c * p * p * h
-    flops += config.num_hidden_layers * (4 * 2 * n * h * h + 2 * 2 * n * n * h + 2 * 2 * n * h * i)
+    flops = 2 * n * c * p * p * h + attention_flops(config, shape)
+    flops += config.num_hidden_layers * (4 * 2 * n * h * h + 2 * 2 * n * h * i)
     if config.use_head:
         flops += 2 * h * h + 2 * 2 * n * h * h + 2 * 2 * n * h + 2 * h * h + 2 * 2 * h * i
     return float(flops)
+
+
+def _torch_dtype(dtype: str):
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
 
 
 def matmul_gflops(dtype: str = "fp32", size: int = MATMUL_SIZE, repeats: int = 5) -> float:
     """Best-of-`repeats` throughput of one large square matmul in `dtype`, the machine's practical GEMM peak."""
     import torch
 
-    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
-    a, b = torch.randn(size, size, dtype=torch_dtype), torch.randn(size, size, dtype=torch_dtype)
+    a, b = torch.randn(size, size, dtype=_torch_dtype(dtype)), torch.randn(size, size, dtype=_torch_dtype(dtype))
     torch.matmul(a, b)
     best = min(_timed(lambda: torch.matmul(a, b)) for _ in range(repeats))
     return 2 * size**3 / best / 1e9
+
+
+def attention_gflops(model, tokens: int, repeats: int = 2) -> dict[str, float]:
+    """GFLOP/s of one layer's attention alone at `tokens` tokens in the model's dtype, per CPU kernel (fused, blocked).
+
+    The inputs are laid out as the model hands them over: (1, H, N, D) views of (1, N, H, D) tensors.
+    """
+    import torch
+
+    modeling = sys.modules[type(model).__module__]
+    attention = model.encoder.layers[0].self_attn
+    shape = (1, tokens, attention.num_heads, attention.head_dim)
+    dtype = next(model.parameters()).dtype
+    query, key, value = (torch.randn(shape, dtype=dtype).transpose(1, 2) for _ in range(3))
+    kernels = {
+        FUSED: lambda: torch.nn.functional.scaled_dot_product_attention(query, key, value),
+        BLOCKED: lambda: modeling.blocked_attention_forward(attention, query, key, value, None, attention.scaling),
+    }
+    flops = 2 * 2 * tokens * tokens * attention.num_heads * attention.head_dim
+    rates = {}
+    for name, kernel in kernels.items():
+        kernel()
+        rates[name] = flops / min(_timed(kernel) for _ in range(repeats)) / 1e9
+    return rates
 
 
 def _timed(fn) -> float:
@@ -222,7 +269,7 @@ def run_input(input_name: str, repeats: int, preset: str, dtypes: tuple[str, ...
         (dtype, implementation): {"times": [], "peaks": [], "loads": []}
         for dtype in models
         for implementation in spec.implementations
-        if not (dtype == "fp32" and implementation == FUSED)  # in fp32 the default is the fused kernel
+        if dtype == "bf16" or implementation not in BF16_KERNELS  # in fp32 the default is the fused kernel
     }
     outputs = {}
     with torch.inference_mode():
@@ -233,6 +280,7 @@ def run_input(input_name: str, repeats: int, preset: str, dtypes: tuple[str, ...
                 models[dtype], torch, token_count(config, spec.shape)
             )
         matmul = {dtype: [matmul_gflops(dtype)] for dtype in DTYPES}
+        attention = {dtype: attention_gflops(models[dtype], token_count(config, spec.shape)) for dtype in models}
         for round_index in range(spec.warmup + repeats):
             for (dtype, implementation), run in runs.items():
                 select(implementation)
@@ -263,6 +311,8 @@ def run_input(input_name: str, repeats: int, preset: str, dtypes: tuple[str, ...
                 "input": input_name,
                 "tokens": token_count(config, spec.shape),
                 "gflop": model_flops(config, spec.shape) / 1e9,
+                "attention_gflop": attention_flops(config, spec.shape) / 1e9,
+                "attention_gflops": attention[dtype],
                 "kernel_calls": kernel_calls[dtype, implementation],
                 "matmul_gflops": {d: max(values) for d, values in matmul.items()},
                 "times": run["times"],
@@ -280,18 +330,28 @@ def _machine() -> dict[str, str]:
     import torch
     import transformers
 
-    model_name = platform.processor() or "unknown"
+    sys.path.insert(0, str(REPO))
+    from llava_vit.model import modeling_llava_vit
+
+    model_name, flags = platform.processor() or "unknown", "unknown"
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
+        text = cpuinfo.read_text()
+        match = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
         model_name = match.group(1).strip() if match else model_name
+        match = re.search(r"^flags\s*:\s*(.+)$", text, re.MULTILINE)
+        present = set(match.group(1).split()) if match else set()
+        flags = " ".join(flag for flag in CPU_FLAGS if flag in present) or "none of " + " ".join(CPU_FLAGS)
     memory = ""
     meminfo = Path("/proc/meminfo")
     if meminfo.exists():
         kib = int(re.search(r"^MemTotal:\s+(\d+)", meminfo.read_text(), re.MULTILINE).group(1))
         memory = f", {kib / 2**20:.0f} GiB RAM"
+    blocked = modeling_llava_vit.BLOCKED_BY_DEFAULT_ON_CPU
+    bf16_default = "blocked from 2048 tokens on (no AMX)" if blocked else "sdpa fused (AMX)"
     return {
-        "cpu": f"{model_name}, {os.cpu_count()} logical CPUs{memory}",
+        "cpu": f"{model_name}, {os.cpu_count()} logical CPUs{memory}; flags: {flags}",
+        "attention": "bf16 default attention on this CPU: " + bf16_default,
         "software": f"python {platform.python_version()}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), transformers {transformers.__version__}",
     }
@@ -310,8 +370,13 @@ def _verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
+def _kernel(result: dict) -> str:
+    """Which attention kernel a configuration ran, from its profiled kernel calls."""
+    return FUSED if result["kernel_calls"]["fused"] > 1 else BLOCKED  # the pooling head always runs the fused one
+
+
 def report(results: list[dict]) -> str:
-    """The markdown tables: one row per configuration, then the ratios against eager, then the targets."""
+    """The markdown tables: one row per configuration, then the ratios and the ceiling, then the targets."""
     peak = {dtype: max(r["matmul_gflops"][dtype] for r in results) for dtype in DTYPES}
     lines = [
         f"{dtype} matmul {MATMUL_SIZE}x{MATMUL_SIZE}: best {peak[dtype]:.0f} GFLOP/s in this run ("
@@ -321,6 +386,10 @@ def report(results: list[dict]) -> str:
         + ")"
         for dtype in DTYPES
     ]
+    lines.append("one layer's attention alone, GFLOP/s (sdpa fused / blocked):")
+    for (input_name, dtype), rates in {(r["input"], r["dtype"]): r["attention_gflops"] for r in results}.items():
+        tokens = next(r["tokens"] for r in results if r["input"] == input_name)
+        lines.append(f"  {input_name} ({tokens} tokens) {dtype}: {rates[FUSED]:.0f} / {rates[BLOCKED]:.0f}")
     lines += [
         "",
         "| input | dtype | attention | tokens | GFLOP | best s | median s | GFLOP/s | % of matmul (same dtype) "
@@ -337,9 +406,10 @@ def report(results: list[dict]) -> str:
         )
     lines += [
         "",
-        "| input | dtype | default % of matmul | speedup over eager | speedup over sdpa fused "
-        "| memory (default / eager) | bf16 rel. error vs fp32 (last_hidden_state / pooler_output) |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "| input | dtype | default % of matmul | ceiling % of matmul | default % of ceiling | speedup over eager "
+        "| speedup over sdpa fused / blocked | memory (default / eager) "
+        "| bf16 rel. error vs fp32 (last_hidden_state / pooler_output) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     verdicts = []
     for input_name in dict.fromkeys(r["input"] for r in results):
@@ -349,15 +419,23 @@ def report(results: list[dict]) -> str:
                 continue
             default = by_impl[DEFAULT]
             fraction = default["gflop"] / default["best_s"] / peak[dtype]
-            eager, fused = by_impl.get(EAGER), by_impl.get(FUSED)
+            attention_rate = max(default["attention_gflops"].values())
+            other_gflop = default["gflop"] - default["attention_gflop"]
+            ceiling_s = other_gflop / peak[dtype] + default["attention_gflop"] / attention_rate
+            eager = by_impl.get(EAGER)
             speedup = f"{eager['best_s'] / default['best_s']:.2f}x" if eager else "n/a"
-            over_fused = f"{fused['best_s'] / default['best_s']:.2f}x" if fused else "n/a"
+            over_kernels = " / ".join(
+                f"{by_impl[kernel]['best_s'] / default['best_s']:.2f}x" for kernel in BF16_KERNELS if kernel in by_impl
+            )
             memory = default["peak_mib"] / eager["peak_mib"] if eager else None
             errors = default["bf16_errors"]
             error_text = " / ".join(f"{errors[k]:.4f}" for k in OUTPUT_NAMES) if errors else ""
+            ceiling_fraction = default["gflop"] / ceiling_s / peak[dtype]
             lines.append(
-                f"| {input_name} | {dtype} | {100 * fraction:.0f}% | {speedup} | {over_fused} "
-                f"| {f'{memory:.2f}x' if memory is not None else 'n/a'} | {error_text or 'n/a'} |"
+                f"| {input_name} | {dtype} | {100 * fraction:.0f}% "
+                f"| {100 * ceiling_fraction:.0f}% | {100 * ceiling_s / default['best_s']:.0f}% "
+                f"| {speedup} | {over_kernels or 'n/a'} | {f'{memory:.2f}x' if memory is not None else 'n/a'} "
+                f"| {error_text or 'n/a'} |"
             )
             if input_name.startswith("video"):
                 target = TARGET_FRACTION[dtype]
@@ -370,10 +448,11 @@ def report(results: list[dict]) -> str:
                     f"- {dtype} default peak memory <= {TARGET_MEMORY_RATIO}x eager's at 4096 tokens: {memory:.2f}x, "
                     f"{_verdict(memory <= TARGET_MEMORY_RATIO)}"
                 )
-            if fused and dtype == "bf16":
+            if all(kernel in by_impl for kernel in BF16_KERNELS):
+                faster = min(BF16_KERNELS, key=lambda kernel: by_impl[kernel]["best_s"])
                 verdicts.append(
-                    f"- bf16 default not slower than sdpa fused (the previous default) on the {input_name}: "
-                    f"{over_fused}, {_verdict(fused['best_s'] >= default['best_s'])}"
+                    f"- bf16 default runs the faster of sdpa fused and blocked on the {input_name}: it runs "
+                    f"{_kernel(default)}, the faster measured {faster}, {_verdict(_kernel(default) == faster)}"
                 )
             if errors:
                 worst = max(errors.values())
@@ -405,7 +484,8 @@ def main() -> int:
     if not Path("/proc/self/clear_refs").exists():
         raise SystemExit("this benchmark reads peak memory from Linux /proc (VmHWM, clear_refs); run it on Linux")
     machine = _machine()
-    print(f"machine: {machine['cpu']}\nsoftware: {machine['software']}\npreset: {args.preset}", flush=True)
+    print(f"machine: {machine['cpu']}\nsoftware: {machine['software']}\n{machine['attention']}", flush=True)
+    print(f"preset: {args.preset}", flush=True)
     started = time.perf_counter()
     results = []
     for input_name in args.input or DEFAULT_INPUTS:

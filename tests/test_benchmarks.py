@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -48,23 +49,32 @@ def test_forward_benchmark_runs_and_reports():
     done = subprocess.run([*command, "--input", "image 448x448"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     rows = [line.split(" | ")[1:3] for line in done.stdout.splitlines() if line.startswith("| image")]
-    # fp32: eager and the default; bf16: those and torch's fused kernel; then a ratio row per dtype.
+    # fp32: eager and the default; bf16: those and the two kernels the default chooses between; a ratio row per dtype.
     assert rows == [
         ["fp32", "eager"],
         ["fp32", "default"],
         ["bf16", "eager"],
         ["bf16", "default"],
         ["bf16", "sdpa fused"],
-        ["fp32", rows[5][1]],
-        ["bf16", rows[6][1]],
+        ["bf16", "blocked"],
+        ["fp32", rows[6][1]],
+        ["bf16", rows[7][1]],
     ], done.stdout
     # The small preset has 6 layers: the fused kernel runs in each (and in the head) for the default and for sdpa
-    # fused (784 tokens: below BLOCKED_MIN_TOKENS, so bf16's default keeps it too); eager runs a softmax in each.
+    # fused (784 tokens: below BLOCKED_MIN_TOKENS, so bf16's default keeps it on any CPU); eager and the blocked
+    # attention run a softmax in each.
     lines = [line for line in done.stdout.splitlines() if line.startswith("| image")]
-    calls = [line.split(" | ")[10] for line in lines[:5]]
-    assert calls == ["1/6", "7/0", "1/6", "7/0", "7/0"], done.stdout
+    calls = [line.split(" | ")[10] for line in lines[:6]]
+    assert calls == ["1/6", "7/0", "1/6", "7/0", "7/0", "1/6"], done.stdout
+    # The ceiling columns are percentages, the ceiling (GEMMs at the matmul rate) at most 100% of the matmul rate.
+    for ratio_row in lines[6:]:
+        ceiling = float(ratio_row.split(" | ")[3].rstrip("%"))
+        assert 0 < ceiling <= 100, ratio_row
     assert "- bf16 relative error vs fp32 <= 0.02 on the image 448x448: " in done.stdout
-    assert "- bf16 default not slower than sdpa fused (the previous default) on the image 448x448: " in done.stdout
+    assert "- bf16 default runs the faster of sdpa fused and blocked on the image 448x448: it runs sdpa fused" in (
+        done.stdout
+    )
+    assert re.search(r"image 448x448 \(784 tokens\) bf16: \d+ / \d+", done.stdout), done.stdout
 
 
 def _gpu_check(*arguments: str) -> subprocess.CompletedProcess:

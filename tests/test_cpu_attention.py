@@ -1,5 +1,5 @@
-"""The blocked attention (`llava_vit_blocked`, the default on CPU in bf16): same results as eager, bounded memory,
-and selectable through `attn_implementation` on transformers 4.57 and 5.x."""
+"""The blocked attention (`llava_vit_blocked`, the default on CPU in bf16 where the CPU has no AMX): same results as
+eager, bounded memory, and selectable through `attn_implementation` on transformers 4.57 and 5.x."""
 
 from __future__ import annotations
 
@@ -22,6 +22,12 @@ FUSED_CPU_KERNEL = "aten::_scaled_dot_product_flash_attention_for_cpu"
 
 def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
     return ((got.float() - want.float()).norm() / want.float().norm()).item()
+
+
+def assert_close_in_fp32(got: torch.Tensor, want: torch.Tensor) -> None:
+    """Equal to 1e-5 of the output's scale: CPUs' GEMM kernels sum in different orders (AVX-512 vs AMX machines
+    differ by 1e-5 absolute on these order-10 outputs), so an absolute 1e-5 would test the CPU, not the code."""
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
 
 
 def attention_inputs(batch: int, heads: int, length: int, head_dim: int, dtype: torch.dtype, seed: int = 0):
@@ -55,7 +61,7 @@ def test_blocked_attention_matches_eager_in_fp32(monkeypatch, block_scores, batc
     want = eager(query, key, value)
     got = blocked(query, key, value)
     assert got.shape == (batch, 61, heads, 16)
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert_close_in_fp32(got, want)
 
 
 def test_blocked_attention_applies_a_mask(monkeypatch):
@@ -64,10 +70,8 @@ def test_blocked_attention_applies_a_mask(monkeypatch):
     mask = torch.zeros(2, 1, 40, 40)
     mask[0, ..., 30:] = float("-inf")  # sample 0 must not see its last 10 keys
     got = blocked(query, key, value, mask)
-    torch.testing.assert_close(got, eager(query, key, value, mask), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(
-        got[:1], eager(query[:1, :, :, :], key[:1, :, :30], value[:1, :, :30]), atol=1e-5, rtol=1e-5
-    )
+    assert_close_in_fp32(got, eager(query, key, value, mask))
+    assert_close_in_fp32(got[:1], eager(query[:1, :, :, :], key[:1, :, :30], value[:1, :, :30]))
 
 
 @pytest.mark.parametrize("block_scores", [None, 3 * 128])
@@ -144,7 +148,8 @@ def test_model_with_blocked_attention_matches_eager_in_fp32(reference_model, mon
 
 
 @pytest.mark.parametrize("case", ["video", "video_visible_indices", "video_patch_positions", "video batch"])
-def test_default_bf16_forward_on_cpu_is_blocked_and_close_to_fp32(reference_model, monkeypatch, case):
+def test_default_bf16_forward_on_cpu_without_amx_is_blocked_and_close_to_fp32(reference_model, monkeypatch, case):
+    monkeypatch.setattr(modeling, "BLOCKED_BY_DEFAULT_ON_CPU", True)  # what a CPU without AMX decides
     monkeypatch.setattr(modeling, "BLOCK_SCORES", 3 * 29)
     monkeypatch.setattr(modeling, "BLOCKED_MIN_TOKENS", 1)  # the fixtures' inputs are short
     inputs = BATCHED[case] if case in BATCHED else load_case("tiny_ln_p14", case)[0]
@@ -202,6 +207,7 @@ def test_set_attn_implementation_switches_to_and_from_blocked(saved_reference):
 
 def test_default_is_sdpa_and_keeps_torch_fused_kernel_in_fp32_and_for_short_inputs(saved_reference, monkeypatch):
     """torch's fused kernel is the faster one on CPU in fp32 and for short bf16 inputs, so the default keeps it."""
+    monkeypatch.setattr(modeling, "BLOCKED_BY_DEFAULT_ON_CPU", True)
     model = AutoModel.from_pretrained(saved_reference).eval()
     assert model.config._attn_implementation == "sdpa"
     layers = model.config.num_hidden_layers
@@ -229,3 +235,20 @@ def test_output_attentions_still_returns_maps_with_blocked(reference_model):
 def test_unknown_implementation_is_refused(saved_reference):
     with pytest.raises(ValueError, match="llava_vit_blockd"):
         AutoModel.from_pretrained(saved_reference, attn_implementation="llava_vit_blockd")
+
+
+def test_default_keeps_torch_fused_kernel_in_bf16_on_a_cpu_with_amx(saved_reference, monkeypatch):
+    """With AMX, torch's fused kernel runs its bf16 GEMMs on tiles and is the faster one at every length."""
+    monkeypatch.setattr(modeling, "BLOCKED_BY_DEFAULT_ON_CPU", False)  # what a CPU with AMX decides
+    monkeypatch.setattr(modeling, "BLOCKED_MIN_TOKENS", 1)
+    model = AutoModel.from_pretrained(saved_reference).to(torch.bfloat16).eval()
+    calls = _kernel_calls(model, torch.randn(1, 3, 2, 56, 56, dtype=torch.bfloat16))
+    assert calls.get(FUSED_CPU_KERNEL, 0) == model.config.num_hidden_layers + 1
+    assert calls.get("aten::_softmax", 0) == 0
+
+
+def test_the_default_follows_the_cpu(monkeypatch):
+    """The decision reads torch's own report of AMX, and an older torch without that report keeps the blocked path."""
+    assert modeling.BLOCKED_BY_DEFAULT_ON_CPU is not modeling.cpu_has_amx()
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
+    assert modeling.cpu_has_amx() is False

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel
 
 from llava_vit import LlavaViTConfig, LlavaViTModel, select_patches_by_residual
+from llava_vit.model import modeling_llava_vit as modeling
 from llava_vit.model.presets import preset_config
 
 
@@ -149,6 +150,44 @@ def test_output_attentions_are_real_maps_with_sdpa(tiny_model):
         assert weights.shape == (1, tiny_model.config.num_attention_heads, 16, 16)
         torch.testing.assert_close(weights.sum(-1), torch.ones(1, 2, 16))
     torch.testing.assert_close(output.last_hidden_state, plain.last_hidden_state, atol=1e-5, rtol=0)
+
+
+def _forward_counting_mlp_rows(model: LlavaViTModel, inputs: dict) -> tuple[object, list[int]]:
+    """The output, and the token count of each call of the first layer's MLP."""
+    rows: list[int] = []
+    hook = model.encoder.layers[0].mlp.fc1.register_forward_hook(lambda _, args, __: rows.append(args[0].shape[1]))
+    try:
+        with torch.no_grad():
+            return model(**inputs, output_hidden_states=True), rows
+    finally:
+        hook.remove()
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_feed_forward_in_token_chunks_matches_reference(tiny_model, monkeypatch, case):
+    """On CPU the MLP runs in chunks of tokens: with uneven chunks of 7, every fixture case still matches."""
+    monkeypatch.setattr(modeling, "CPU_FEED_FORWARD_TOKENS", 7)
+    inputs, expected = load_case("tiny_ln_p14", case)
+    output, rows = _forward_counting_mlp_rows(tiny_model, inputs)
+    tokens = output.last_hidden_state.shape[1]
+    assert rows == [7] * (tokens // 7) + ([tokens % 7] if tokens % 7 else [])
+    assert max(max_errors(flatten_output(output), expected).values()) <= TOLERANCE
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_feed_forward_chunks_change_nothing_in_a_batch(tiny_model, monkeypatch, dtype):
+    inputs = {"pixel_values": torch.randn(2, 3, 4, 42, 56)}  # 2 x 48 tokens
+    model = tiny_model.to(dtype)
+    try:
+        whole, rows = _forward_counting_mlp_rows(model, inputs)
+        assert rows == [48]
+        monkeypatch.setattr(modeling, "CPU_FEED_FORWARD_TOKENS", 20)
+        chunked, rows = _forward_counting_mlp_rows(model, inputs)
+        assert rows == [20, 20, 8]
+    finally:
+        model.to(torch.float32)
+    for name, want in flatten_output(whole).items():
+        torch.testing.assert_close(flatten_output(chunked)[name], want)
 
 
 def test_tuple_output(tiny_model):

@@ -50,6 +50,23 @@ BLOCKED_ATTENTION = "llava_vit_blocked"
 BLOCKED_MIN_TOKENS = 2048
 
 
+# Tokens per chunk of the MLP on CPU (see `LlavaViTEncoderLayer._feed_forward`): measured fastest of 512, 1024 and 2048.
+CPU_FEED_FORWARD_TOKENS = 1024
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles, on which torch's fused CPU attention runs its bf16 GEMMs (packed brgemm)."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe is not None and probe())
+
+
+# Whether the default takes the blocked attention at all, decided once per process. Without AMX, torch's fused kernel
+# runs bf16 at about its fp32 rate and the blocked path is faster (AMD Zen 5, avx512_bf16: 2.7x on one layer at 4096
+# tokens). With AMX the fused kernel is faster at every length measured (Xeon with AMX: 1.6x at 4096 tokens, 3.3x
+# at 16384): its softmax, the part no GEMM can speed up, runs fused with the tiles' GEMMs. See benchmarks/README.md.
+BLOCKED_BY_DEFAULT_ON_CPU = not cpu_has_amx()
+
+
 def blocked_attention_forward(
     module: nn.Module,
     query: torch.Tensor,
@@ -62,10 +79,11 @@ def blocked_attention_forward(
 ) -> tuple[torch.Tensor, None]:
     """Exact softmax attention over blocks of (heads, queries) on (B, H, N, D) inputs; returns (B, N, H, D).
 
-    Why: torch's fused CPU kernel (what sdpa runs) reaches only about a quarter of the bf16 GEMM rate with head_dim 64.
-    Here each block's scores come from one batched GEMM in the inputs' dtype (float32 accumulation), torch's softmax
-    (float32 arithmetic, written back in the inputs' dtype), and a second GEMM with the values: large GEMMs that run
-    near peak. Only one block of scores (about `BLOCK_SCORES`) exists at a time, so memory stays linear in tokens.
+    Why: on a CPU without AMX, torch's fused kernel (what sdpa runs) reaches only about a quarter of the bf16 GEMM rate
+    with head_dim 64. Here each block's scores come from one batched GEMM in the inputs' dtype (float32 accumulation),
+    torch's softmax (float32 arithmetic, written back in the inputs' dtype), and a second GEMM with the values: large
+    GEMMs that run near peak. Only one block of scores (about `BLOCK_SCORES`) exists at a time, so memory stays linear
+    in tokens.
     """
     batch, heads, length, head_dim = query.shape
     # (head, query) rows per block: as many heads with all their queries as fit, else two heads at a time while a
@@ -127,7 +145,7 @@ class LlavaViTRotaryEmbedding(nn.Module):
         self.theta = float(config.rope_theta)
 
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """positions (B, N, 3) -> cos and signed sin, both (B, 1, N, head_dim) in float32.
+        """positions (B, N, 3) -> cos and signed sin, both (B, N, 1, head_dim) in float32.
 
         The sin carries the sign of the pair rotation (-, +, -, +, ...), see `apply_rotary`.
         """
@@ -137,25 +155,24 @@ class LlavaViTRotaryEmbedding(nn.Module):
             inv_freq = 1.0 / self.theta ** (torch.arange(size, device=positions.device, dtype=torch.float32) / size)
             angles.append(positions[..., axis : axis + 1] * inv_freq)
         angles = torch.cat(angles, dim=-1)
-        angles = torch.cat([angles, angles], dim=-1).unsqueeze(1)
+        angles = torch.cat([angles, angles], dim=-1).unsqueeze(2)
         signed_sin = angles.sin()
         signed_sin[..., 0::2] *= -1
         return angles.cos(), signed_sin
 
 
-def swap_pairs(x: torch.Tensor) -> torch.Tensor:
-    """(x0, x1, x2, x3, ...) -> (x1, x0, x3, x2, ...)."""
-    return x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
-
-
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
-    """x * cos + rotate(x) * sin on (B, H, N, D) queries or keys, computed in float32, returned in x's dtype.
+    """x * cos + rotate(x) * sin on (B, N, H, D) queries or keys, computed in float32, returned in x's dtype.
 
-    rotate is the reference's interleaved pairing (x0, x1, x2, x3, ...) -> (-x1, x0, -x3, x2, ...), i.e. a pair
-    swap times the sign that `signed_sin` already carries: one copy and two passes, and no copy of a float32 x.
+    rotate is the reference's interleaved pairing (x0, x1, x2, x3, ...) -> (-x1, x0, -x3, x2, ...): the sign is in
+    `signed_sin`, and the pair swap is two strided multiply-adds into the float32 product. No float32 or swapped copy
+    of x is made, and the projections' (B, N, H, D) layout keeps every pass contiguous in memory.
     """
-    xf = x.float()
-    return (xf * cos).addcmul_(swap_pairs(xf), signed_sin).to(x.dtype)
+    rotated = x * cos  # float32, as cos is
+    rotated_pairs, pairs, sin_pairs = (t.unflatten(-1, (-1, 2)) for t in (rotated, x, signed_sin))
+    rotated_pairs[..., 0].addcmul_(pairs[..., 1], sin_pairs[..., 0])
+    rotated_pairs[..., 1].addcmul_(pairs[..., 0], sin_pairs[..., 1])
+    return rotated.to(x.dtype)
 
 
 class LlavaViTRMSNorm(nn.Module):
@@ -222,11 +239,12 @@ class LlavaViTAttention(nn.Module):
             return eager_attention_forward
         if (
             implementation == "sdpa"
+            and BLOCKED_BY_DEFAULT_ON_CPU
             and query.device.type == "cpu"
             and query.dtype == torch.bfloat16
             and query.shape[2] >= BLOCKED_MIN_TOKENS
         ):
-            # The default on CPU in bf16 for long inputs: the same math as sdpa, faster than torch's fused CPU kernel.
+            # The default on CPU in bf16 for long inputs without AMX: the same math as sdpa, faster than torch's kernel.
             return blocked_attention_forward
         if hasattr(ALL_ATTENTION_FUNCTIONS, "get_interface"):  # transformers 5: validates the name
             return ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
@@ -241,11 +259,10 @@ class LlavaViTAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch, length, _ = hidden_states.shape
         shape = (batch, length, self.num_heads, self.head_dim)
-        query = self.q_proj(hidden_states).view(shape).transpose(1, 2)
-        key = self.k_proj(hidden_states).view(shape).transpose(1, 2)
-        value = self.v_proj(hidden_states).view(shape).transpose(1, 2)
         cos, signed_sin = rotary
-        query, key = apply_rotary(query, cos, signed_sin), apply_rotary(key, cos, signed_sin)
+        query = apply_rotary(self.q_proj(hidden_states).view(shape), cos, signed_sin).transpose(1, 2)
+        key = apply_rotary(self.k_proj(hidden_states).view(shape), cos, signed_sin).transpose(1, 2)
+        value = self.v_proj(hidden_states).view(shape).transpose(1, 2)
 
         attention_interface = self._attention_function(query, output_attentions)
         output, weights = attention_interface(
@@ -281,9 +298,19 @@ class LlavaViTEncoderLayer(nn.Module):
         self, hidden_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, output_attentions: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         attn_output, weights = self.self_attn(self.layer_norm1(hidden_states), (cos, sin), output_attentions)
-        hidden_states = hidden_states + attn_output
-        hidden_states = hidden_states + self.mlp(self.layer_norm2(hidden_states))
-        return hidden_states, weights
+        return self._feed_forward(hidden_states + attn_output), weights
+
+    def _feed_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """x + MLP(norm2(x)); on CPU in chunks of `CPU_FEED_FORWARD_TOKENS` tokens (rows are independent: same result).
+
+        Why: a long input's (N, intermediate) activations are fresh memory in every layer (pages the kernel must fault
+        in and zero), and the GELU pass reads and writes them outside the caches; chunked, the MLP of a 4096-token layer
+        ran 1.5x faster on CPU (bf16), and the peak holds one chunk's activations instead of the whole input's.
+        """
+        if hidden_states.device.type != "cpu" or hidden_states.shape[1] <= CPU_FEED_FORWARD_TOKENS:
+            return hidden_states + self.mlp(self.layer_norm2(hidden_states))
+        chunks = hidden_states.split(CPU_FEED_FORWARD_TOKENS, dim=1)
+        return torch.cat([chunk + self.mlp(self.layer_norm2(chunk)) for chunk in chunks], dim=1)
 
 
 class LlavaViTEncoder(nn.Module):
