@@ -137,17 +137,12 @@ def model_flops(config, shape: tuple[int, ...]) -> float:
     return float(flops)
 
 
-def _torch_dtype(dtype: str):
-    import torch
-
-    return {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
-
-
 def matmul_gflops(dtype: str = "fp32", size: int = MATMUL_SIZE, repeats: int = 5) -> float:
     """Best-of-`repeats` throughput of one large square matmul in `dtype`, the machine's practical GEMM peak."""
     import torch
 
-    a, b = torch.randn(size, size, dtype=_torch_dtype(dtype)), torch.randn(size, size, dtype=_torch_dtype(dtype))
+    torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    a, b = torch.randn(size, size, dtype=torch_dtype), torch.randn(size, size, dtype=torch_dtype)
     torch.matmul(a, b)
     best = min(_timed(lambda: torch.matmul(a, b)) for _ in range(repeats))
     return 2 * size**3 / best / 1e9

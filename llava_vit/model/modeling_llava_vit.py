@@ -45,8 +45,8 @@ def eager_attention_forward(
 # the machine's bf16 matmul rate while its softmax still works out of the caches.
 BLOCK_SCORES = 2**21
 BLOCKED_ATTENTION = "llava_vit_blocked"
-# The default (sdpa) uses the blocked attention on CPU in bf16 from this many tokens on; below, torch's fused kernel
-# stays: measured faster on the image 448x448 (1024 tokens), slower on the video 16x224x224 (4096 tokens).
+# On a CPU without AMX the default (sdpa) uses the blocked attention in bf16 from this many tokens on; below, torch's
+# fused kernel stays: measured faster on the image 448x448 (1024 tokens), slower on the video 16x224x224 (4096 tokens).
 BLOCKED_MIN_TOKENS = 2048
 
 
@@ -62,8 +62,9 @@ def cpu_has_amx() -> bool:
 
 # Whether the default takes the blocked attention at all, decided once per process. Without AMX, torch's fused kernel
 # runs bf16 at about its fp32 rate and the blocked path is faster (AMD Zen 5, avx512_bf16: 2.7x on one layer at 4096
-# tokens). With AMX the fused kernel is faster at every length measured (Xeon with AMX: 1.6x at 4096 tokens, 3.3x
-# at 16384): its softmax, the part no GEMM can speed up, runs fused with the tiles' GEMMs. See benchmarks/README.md.
+# tokens). With AMX the fused kernel is faster at every length measured (Xeon with AMX: 1.6-1.9x on one layer at 4096
+# and 16384 tokens, 1.4x on a whole 4096-token forward): its softmax, which no GEMM speeds up, runs fused between the
+# tiles' GEMMs. See benchmarks/README.md.
 BLOCKED_BY_DEFAULT_ON_CPU = not cpu_has_amx()
 
 
