@@ -247,8 +247,15 @@ def test_default_keeps_torch_fused_kernel_in_bf16_on_a_cpu_with_amx(saved_refere
     assert calls.get("aten::_softmax", 0) == 0
 
 
-def test_the_default_follows_the_cpu(monkeypatch):
-    """The decision reads torch's own report of AMX, and an older torch without that report keeps the blocked path."""
-    assert modeling.BLOCKED_BY_DEFAULT_ON_CPU is not modeling.cpu_has_amx()
+def test_the_default_follows_the_cpu(saved_reference, monkeypatch):
+    """Unpatched, on whatever CPU runs this: a long bf16 input takes torch's fused kernel where torch reports AMX and
+    the blocked attention where it does not; a torch without that report counts as no AMX."""
+    monkeypatch.setattr(modeling, "BLOCKED_MIN_TOKENS", 1)  # every input is long enough
+    model = AutoModel.from_pretrained(saved_reference).to(torch.bfloat16).eval()
+    layers = model.config.num_hidden_layers
+    fused_layers = layers if modeling.cpu_has_amx() else 0
+    calls = _kernel_calls(model, torch.randn(1, 3, 2, 56, 56, dtype=torch.bfloat16))
+    assert calls.get(FUSED_CPU_KERNEL, 0) == fused_layers + 1  # + the pooling head's
+    assert calls.get("aten::_softmax", 0) == layers - fused_layers
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
     assert modeling.cpu_has_amx() is False
