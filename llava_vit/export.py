@@ -45,7 +45,7 @@ from .repo_contract import (
     processor_config,
     read_regular,
 )
-from .repo_files import config_json_text, write_code_files
+from .repo_files import config_json_text, process_alive, write_code_files
 from .weights.sizes import DEFAULT_MAX_SHARD_SIZE, available_memory, parse_size
 
 if TYPE_CHECKING:
@@ -182,16 +182,6 @@ def _place(staging: Path, out: Path, force: bool) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        pass
-    return True
-
-
 def recover_interrupted(out: Path) -> None:
     """Undo what an export killed outright (SIGKILL, power loss) left next to `out`, once its process is gone:
     a half-built `.OUT.tmp-PID-XXXX` is deleted; a `.OUT.old-PID-XXXX` (the previous OUT, moved aside by --force
@@ -200,7 +190,7 @@ def recover_interrupted(out: Path) -> None:
     for kind in ("tmp", "old"):
         for path in sorted(out.parent.glob(f".{glob.escape(out.name)}.{kind}-*")):
             pid = path.name.rsplit(f".{kind}-", 1)[1].split("-", 1)[0]
-            if not pid.isdigit() or _pid_alive(int(pid)) or not path.is_dir():
+            if not pid.isdigit() or process_alive(int(pid)) or not path.is_dir():
                 continue
             if kind == "old" and not out.exists():
                 os.rename(path, out)

@@ -1,17 +1,51 @@
 """Writing the derived files of a model repo (the code files under their provenance header, config.json's
 `auto_map`) safely: every write goes to an exclusive temporary file in the target folder, then replaces the
-target in one rename, never through a symlink.
+target in one rename, never through a symlink. A temporary file carries its writer's PID, so what a killed
+writer left behind is told apart from a running writer's file and removed by the next write.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import stat
 import tempfile
 from pathlib import Path
 
 from .errors import LlavaViTError
 from .repo_contract import AUTO_MAP, CODE_FILES, CONFIG_FILE, PROCESSOR_CONFIG_FILE, processor_config, render_code_file
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists (owned by anyone): its temporary files are in use and left alone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        pass
+    return True
+
+
+def remove_leftovers(path: Path) -> None:
+    """Delete the temporary files of `path` that a killed `write_atomic` (SIGKILL, power loss) left: regular files
+    named exactly as it names them, whose writer is gone. Anything else is left alone."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)-[a-z0-9_]+\.tmp")
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return
+    for name in names:
+        match = pattern.fullmatch(name)
+        if match is None or process_alive(int(match.group(1))):
+            continue
+        leftover = path.parent / name
+        try:
+            if stat.S_ISREG(leftover.lstat().st_mode):
+                leftover.unlink()
+        except OSError:
+            pass  # gone meanwhile, or not ours to delete: litter at worst, never a lost file
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -22,7 +56,8 @@ def write_atomic(path: Path, text: str) -> None:
     """
     if path.is_symlink():
         raise LlavaViTError(f"{path} is a symlink; refusing to write through it: replace it with a regular file")
-    descriptor, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_leftovers(path)
+    descriptor, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)

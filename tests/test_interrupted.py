@@ -164,6 +164,30 @@ def test_sync_killed_leaves_each_file_old_or_new(tmp_path: Path) -> None:
         assert not [p.name for p in repo.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_sync_removes_what_a_killed_sync_left(tmp_path: Path) -> None:
+    """A SIGKILL between a temporary file's creation and its rename leaves `.NAME.PID-XXXX.tmp` (a window too short
+    to hit reliably by chance). The next sync deletes those of a dead writer, also beside files it need not
+    rewrite, and leaves a live writer's file and anything not named or made as its own."""
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, alive = int(finished.stdout), os.getpid()
+    repo = tmp_path / "repo"
+    _old_repo(repo)
+    sync_repo(repo)
+    stale = [repo / f".{name}.{dead}-x1y2z3_4.tmp" for name in (*CODE_FILES, "config.json")]
+    for path in stale:
+        path.write_text("half")
+    kept = [repo / f".config.json.{alive}-abcd1234.tmp", repo / "notes.tmp", repo / f".README.md.{dead}-abcd1234.tmp"]
+    for path in kept:
+        path.write_text("not a leftover of sync")
+    (repo / f".config.json.{dead}-dir00000.tmp").mkdir()
+    (repo / f".config.json.{dead}-link0000.tmp").symlink_to(repo / "notes.tmp")
+    assert sync_repo(repo) == []
+    assert not any(path.exists() for path in stale)
+    assert all(path.read_text() == "not a leftover of sync" for path in kept)
+    assert (repo / f".config.json.{dead}-dir00000.tmp").is_dir()
+    assert (repo / f".config.json.{dead}-link0000.tmp").is_symlink()
+
+
 CARD = (
     "---\nlibrary_name: transformers\npipeline_tag: image-feature-extraction\nlicense: apache-2.0\n---\n# killed-vit\n"
 )

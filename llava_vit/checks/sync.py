@@ -17,6 +17,7 @@ from ..cli import program_name
 from ..errors import LlavaViTError, UsageError
 from ..repo_contract import (
     AUTO_MAP,
+    CODE_FILES,
     CONFIG_FILE,
     MAX_JSON_BYTES,
     PROCESSOR_AUTO_MAP,
@@ -26,7 +27,7 @@ from ..repo_contract import (
     processor_config,
     read_regular,
 )
-from ..repo_files import config_json_text, with_auto_map, write_atomic, write_code_files
+from ..repo_files import config_json_text, remove_leftovers, with_auto_map, write_atomic, write_code_files
 
 
 def load_config_json(repo: Path) -> dict:
@@ -80,7 +81,12 @@ def sync_processor_config(repo: Path, config: dict) -> bool:
 
 
 def sync_repo(repo: Path) -> list[str]:
-    """Regenerate the code files and auto_maps of the model repo at `repo`; return the files that changed."""
+    """Regenerate the code files and auto_maps of the model repo at `repo`; return the files that changed.
+
+    What a killed sync left (a temporary file beside each file it writes) is removed first, also for files that
+    need no rewrite."""
+    for name in (*CODE_FILES, CONFIG_FILE, PROCESSOR_CONFIG_FILE):
+        remove_leftovers(repo / name)
     config = load_config_json(repo)
     changed = write_code_files(repo)
     if sync_auto_map(repo):
