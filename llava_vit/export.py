@@ -45,7 +45,7 @@ from .repo_contract import (
     processor_config,
     read_regular,
 )
-from .repo_files import config_json_text, process_alive, write_code_files
+from .repo_files import config_json_text, write_code_files, writer_gone
 from .weights.sizes import DEFAULT_MAX_SHARD_SIZE, available_memory, parse_size
 
 if TYPE_CHECKING:
@@ -190,7 +190,7 @@ def recover_interrupted(out: Path) -> None:
     for kind in ("tmp", "old"):
         for path in sorted(out.parent.glob(f".{glob.escape(out.name)}.{kind}-*")):
             pid = path.name.rsplit(f".{kind}-", 1)[1].split("-", 1)[0]
-            if not pid.isdigit() or process_alive(int(pid)) or not path.is_dir():
+            if not (pid.isascii() and pid.isdigit()) or not writer_gone(int(pid)) or not path.is_dir():
                 continue
             if kind == "old" and not out.exists():
                 os.rename(path, out)

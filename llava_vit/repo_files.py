@@ -17,28 +17,29 @@ from .errors import LlavaViTError
 from .repo_contract import AUTO_MAP, CODE_FILES, CONFIG_FILE, PROCESSOR_CONFIG_FILE, processor_config, render_code_file
 
 
-def process_alive(pid: int) -> bool:
-    """Whether process `pid` exists (owned by anyone): its temporary files are in use and left alone."""
+def writer_gone(pid: int) -> bool:
+    """Whether no process `pid` exists, so that what it named after itself is a leftover. A live process (owned by
+    anyone) or a number no process can have (a name we did not make) is not gone: its files are left alone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
+        return True
+    except (PermissionError, OverflowError):  # alive under another user; beyond any PID
         pass
-    return True
+    return False
 
 
 def remove_leftovers(path: Path) -> None:
     """Delete the temporary files of `path` that a killed `write_atomic` (SIGKILL, power loss) left: regular files
     named exactly as it names them, whose writer is gone. Anything else is left alone."""
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)-[a-z0-9_]+\.tmp")
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.([0-9]+)-[a-z0-9_]+\.tmp")
     try:
         names = os.listdir(path.parent)
     except OSError:
         return
     for name in names:
         match = pattern.fullmatch(name)
-        if match is None or process_alive(int(match.group(1))):
+        if match is None or not writer_gone(int(match.group(1))):
             continue
         leftover = path.parent / name
         try:

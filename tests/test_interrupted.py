@@ -176,7 +176,13 @@ def test_sync_removes_what_a_killed_sync_left(tmp_path: Path) -> None:
     stale = [repo / f".{name}.{dead}-x1y2z3_4.tmp" for name in (*CODE_FILES, "config.json")]
     for path in stale:
         path.write_text("half")
-    kept = [repo / f".config.json.{alive}-abcd1234.tmp", repo / "notes.tmp", repo / f".README.md.{dead}-abcd1234.tmp"]
+    kept = [
+        repo / f".config.json.{alive}-abcd1234.tmp",
+        repo / f".config.json.{10**30}-abcd1234.tmp",  # no process can have that PID: not a name sync made
+        repo / f".config.json.{2**31}-abcd1234.tmp",
+        repo / "notes.tmp",
+        repo / f".README.md.{dead}-abcd1234.tmp",
+    ]
     for path in kept:
         path.write_text("not a leftover of sync")
     (repo / f".config.json.{dead}-dir00000.tmp").mkdir()
@@ -259,6 +265,10 @@ def test_export_repairs_what_a_killed_force_replace_left(tmp_path: Path, capsys)
     half = tmp_path / f".out.tmp-{dead}-0b0b0b0b"
     half.mkdir()
     (half / "model.safetensors").write_bytes(b"partial")
+    foreign = [tmp_path / f".out.tmp-{10**30}-0c0c0c0c", tmp_path / ".out.tmp-\u00b2-0d0d0d0d"]  # no PID: not ours
+    for folder in foreign:
+        folder.mkdir()
     args = ["export", str(tmp_path / "out"), "--config", str(REFERENCE / ARCH / "architecture.json")]
     assert main(args) == 2 and "already exists and is not empty; pass --force" in capsys.readouterr().err
-    assert os.listdir(tmp_path) == ["out"] and tree(tmp_path / "out") == previous
+    assert sorted(os.listdir(tmp_path)) == sorted(["out", *(f.name for f in foreign)])
+    assert tree(tmp_path / "out") == previous
