@@ -170,6 +170,15 @@ def test_cli_start_status_stop(tmp_path: Path) -> None:
     assert LocalHub.find_running(tmp_path) is None
 
 
+@pytest.mark.parametrize("pid", [-1, 0, 2**31, 10**30])
+def test_a_state_file_naming_no_server_is_stale(tmp_path: Path, pid: int) -> None:
+    """A damaged local-hub.json names a process group (0, -1: every process) or no possible PID: `stop` would
+    signal that, so it is stale: removed, never trusted."""
+    (tmp_path / STATE_FILE).write_text(json.dumps({"pid": pid, "port": 1, "dir": str(tmp_path)}))
+    assert LocalHub.find_running(tmp_path) is None
+    assert not (tmp_path / STATE_FILE).exists()
+
+
 def test_start_refuses_a_busy_port_and_a_second_server(hub: LocalHub, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=f"port {hub.port} .* already in use"):
         LocalHub(tmp_path, port=hub.port).start()

@@ -105,10 +105,13 @@ def _port_open(port: int) -> bool:
 
 
 def _is_olah_process(pid: int) -> bool:
-    """Whether `pid` is alive and (where /proc tells) still an olah server, not a recycled PID."""
+    """Whether `pid` is alive and (where /proc tells) still an olah server, not a recycled PID. Zero and negative
+    numbers name process groups (-1: every process), never a server: a state file holding one is stale."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
+    except (ProcessLookupError, PermissionError, OverflowError):
         return False
     cmdline = Path(f"/proc/{pid}/cmdline")
     if not cmdline.exists():
