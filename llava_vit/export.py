@@ -190,7 +190,7 @@ def recover_interrupted(out: Path) -> None:
     for kind in ("tmp", "old"):
         for path in sorted(out.parent.glob(f".{glob.escape(out.name)}.{kind}-*")):
             pid = path.name.rsplit(f".{kind}-", 1)[1].split("-", 1)[0]
-            if not (pid.isascii() and pid.isdigit()) or not writer_gone(int(pid)) or not path.is_dir():
+            if not writer_gone(pid) or not path.is_dir():
                 continue
             if kind == "old" and not out.exists():
                 os.rename(path, out)

@@ -11,17 +11,21 @@ import os
 import re
 import stat
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import LlavaViTError
 from .repo_contract import AUTO_MAP, CODE_FILES, CONFIG_FILE, PROCESSOR_CONFIG_FILE, processor_config, render_code_file
 
 
-def writer_gone(pid: int) -> bool:
-    """Whether no process `pid` exists, so that what it named after itself is a leftover. A live process (owned by
-    anyone) or a number no process can have (a name we did not make) is not gone: its files are left alone."""
+def writer_gone(pid: str) -> bool:
+    """Whether the process that named a file after itself (`pid`, as read from the name) is gone, so the file is a
+    leftover. A live process (owned by anyone), or text that is no possible PID (a name we did not make), is not
+    gone: its files are left alone."""
+    if not (pid.isascii() and pid.isdigit()):
+        return False
     try:
-        os.kill(pid, 0)
+        os.kill(int(pid), 0)
     except ProcessLookupError:
         return True
     except (PermissionError, OverflowError):  # alive under another user; beyond any PID
@@ -29,19 +33,20 @@ def writer_gone(pid: int) -> bool:
     return False
 
 
-def remove_leftovers(path: Path) -> None:
-    """Delete the temporary files of `path` that a killed `write_atomic` (SIGKILL, power loss) left: regular files
-    named exactly as it names them, whose writer is gone. Anything else is left alone."""
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.([0-9]+)-[a-z0-9_]+\.tmp")
+def remove_leftovers(folder: Path, names: Iterable[str]) -> None:
+    """Delete the temporary files of `names` in `folder` that a killed `write_atomic` (SIGKILL, power loss) left:
+    regular files named exactly as it names them, whose writer is gone. Anything else is left alone."""
+    targets = "|".join(re.escape(name) for name in names)
+    pattern = re.compile(rf"\.(?:{targets})\.([0-9]+)-[a-z0-9_]+\.tmp")
     try:
-        names = os.listdir(path.parent)
+        entries = os.listdir(folder)
     except OSError:
         return
-    for name in names:
-        match = pattern.fullmatch(name)
-        if match is None or not writer_gone(int(match.group(1))):
+    for entry in entries:
+        match = pattern.fullmatch(entry)
+        if match is None or not writer_gone(match.group(1)):
             continue
-        leftover = path.parent / name
+        leftover = folder / entry
         try:
             if stat.S_ISREG(leftover.lstat().st_mode):
                 leftover.unlink()
@@ -57,7 +62,7 @@ def write_atomic(path: Path, text: str) -> None:
     """
     if path.is_symlink():
         raise LlavaViTError(f"{path} is a symlink; refusing to write through it: replace it with a regular file")
-    remove_leftovers(path)
+    remove_leftovers(path.parent, (path.name,))
     descriptor, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:

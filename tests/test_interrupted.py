@@ -25,8 +25,10 @@ from reference import REFERENCE, architecture, weights_path
 from llava_vit import LlavaViTConfig
 from llava_vit.checks.sync import sync_repo
 from llava_vit.cli import main
+from llava_vit.errors import LlavaViTError
 from llava_vit.export import export_model
 from llava_vit.repo_contract import CODE_FILES, canonical_source, render_code_file
+from llava_vit.repo_files import write_atomic
 
 pytestmark = pytest.mark.slow  # end-to-end through real tools: `python -m pytest -m 'not slow'` skips it
 
@@ -192,6 +194,22 @@ def test_sync_removes_what_a_killed_sync_left(tmp_path: Path) -> None:
     assert all(path.read_text() == "not a leftover of sync" for path in kept)
     assert (repo / f".config.json.{dead}-dir00000.tmp").is_dir()
     assert (repo / f".config.json.{dead}-link0000.tmp").is_symlink()
+
+
+def test_every_atomic_write_removes_its_own_leftovers(tmp_path: Path) -> None:
+    """Not only sync: any `write_atomic` (the check cache, the local hub's state) first deletes what a killed write of
+    the same file left, and nothing of other files. A sync that refuses its folder deletes nothing."""
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = finished.stdout.strip()
+    stale, other = tmp_path / f".state.json.{dead}-abcd1234.tmp", tmp_path / f".config.json.{dead}-abcd1234.tmp"
+    stale.write_text("half")
+    other.write_text("half")
+    with pytest.raises(LlavaViTError):
+        sync_repo(tmp_path)  # no config.json: not a model repo
+    assert stale.exists() and other.exists()
+    write_atomic(tmp_path / "state.json", "{}")
+    assert not stale.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name, "state.json"])
 
 
 CARD = (

@@ -83,11 +83,10 @@ def sync_processor_config(repo: Path, config: dict) -> bool:
 def sync_repo(repo: Path) -> list[str]:
     """Regenerate the code files and auto_maps of the model repo at `repo`; return the files that changed.
 
-    What a killed sync left (a temporary file beside each file it writes) is removed first, also for files that
-    need no rewrite."""
-    for name in (*CODE_FILES, CONFIG_FILE, PROCESSOR_CONFIG_FILE):
-        remove_leftovers(repo / name)
+    What a killed sync left (a temporary file beside each file it writes) is removed once the repo is known to be
+    one, also beside files that need no rewrite."""
     config = load_config_json(repo)
+    remove_leftovers(repo, (*CODE_FILES, CONFIG_FILE, PROCESSOR_CONFIG_FILE))
     changed = write_code_files(repo)
     if sync_auto_map(repo):
         changed.append(CONFIG_FILE)
