@@ -443,12 +443,12 @@ def full_problems(repo: Path, commit: str | None = None, use_cache: bool = True)
     Else the working tree: the fast check; in a git repo, every LFS file has its object and git-lfs's pre-push
     hook will upload them; then, when all that passed, `llava-vit verify` (a real load and forward in a fresh
     interpreter)."""
-    from ..git_lfs import lfs_object_problems, lfs_push_hook_problems
+    from ..git_lfs import GIT_LFS_MISSING, lfs_object_problems, lfs_push_hook_problems
     from .verify import verify
 
     git_repo = find_git_dir(repo) is not None
     if commit is not None:
-        hook = lfs_push_hook_problems(repo)
+        hook = lfs_push_hook_problems(repo) if shutil.which("git-lfs") else [GIT_LFS_MISSING]
         return hook + prove_commit(repo, commit, _progress, use_cache=use_cache)
     problems = fast_problems(repo)
     lfs_problems = lfs_object_problems(repo) + lfs_push_hook_problems(repo) if git_repo else []

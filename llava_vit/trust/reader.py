@@ -12,11 +12,13 @@ import hashlib
 import io
 import os
 import re
+import signal
 import stat
 import subprocess
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -445,3 +447,26 @@ def _capped(status: int, chunks: Iterator[bytes], byte_range: str | None, cap: i
 
 def first_line(error: BaseException) -> str:
     return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+
+
+@contextmanager
+def time_budget(seconds: float, what: str) -> Iterator[None]:
+    """Ends the work inside after `seconds` with one clear line (a slow server must not hang an audit)."""
+
+    def expired(signum: int, frame: object) -> None:
+        raise LlavaViTError(f"{what} did not finish within {seconds:g} s (a slow or stalled server?); try again later")
+
+    if seconds <= 0 or not hasattr(signal, "setitimer"):
+        yield
+        return
+    try:
+        previous = signal.signal(signal.SIGALRM, expired)
+    except ValueError:  # not the main thread: no alarm to use
+        yield
+        return
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
