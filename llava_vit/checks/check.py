@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -43,6 +44,7 @@ from ..repo_contract import (
     PROCESSOR_AUTO_MAP,
     PROCESSOR_CONFIG_FILE,
     PROCESSOR_FILE,
+    REPO_FILES,
     WEIGHTS_FILE,
     WEIGHTS_INDEX,
     canonical_source,
@@ -411,27 +413,56 @@ def card_problems(repo: Path) -> list[str]:
     return problems
 
 
+@dataclass
+class Context:
+    """What every file's check may read: the repo, its config.json and what the model code says about it."""
+
+    repo: Path
+    data: dict
+    facts: ModelFacts
+
+
+def _config_checks(context: Context) -> list[str]:
+    problems = config_problems(context.data)
+    if context.facts.problem:
+        problems.append(context.facts.problem)
+    if context.facts.config_error:
+        problems.append(
+            f"config.json: {context.facts.config_error}; fix the value or re-create it with `llava-vit export`"
+        )
+    return problems
+
+
+# The check of each role of the table of repo files (repo_contract.REPO_FILES): a new row names a role here.
+# Code and the example are judged by the definition of what can run (trust.runnable), run before these.
+ROLE_CHECKS: dict[str, Callable[[Context], list[str]]] = {
+    "config": _config_checks,
+    "code": lambda context: [],
+    "example": lambda context: [],
+    "weights": lambda context: weight_problems(context.repo, context.data, context.facts.shapes or None),
+    "weights-index": lambda context: [],  # read with the weights: the index names the shards
+    "image-processor": lambda context: processor_problems(context.repo, context.facts.image_size),
+    "processor": lambda context: processor_config_problems(context.repo, context.facts.patch_size),
+    "card": lambda context: card_problems(context.repo),
+    "maintainer": lambda context: [],
+}
+
+
 def fast_problems(repo: Path, probe_cache: Path | None = None, judged: bool = False) -> list[str]:
     """Everything the pre-commit check proves, one fix-it line per problem; reads no tensor data and never
     runs the repo's code. `judged`: what can run was already judged (on the commit itself)."""
     data = load_config_json(repo)
     probe = ModelProbe(repo, probe_cache)
     try:
-        problems = config_problems(data) + ([] if judged else runnable_problems(repo))
-        card = card_problems(repo)
+        problems = [] if judged else runnable_problems(repo)
         facts = probe.facts()
     except BaseException:
         probe.kill()
         raise
-    if facts.problem:
-        problems.append(facts.problem)
-    if facts.config_error:
-        problems.append(f"config.json: {facts.config_error}; fix the value or re-create it with `llava-vit export`")
-    expected = facts.shapes or None
-    problems += weight_problems(repo, data, expected)
-    problems += processor_problems(repo, facts.image_size)
-    problems += processor_config_problems(repo, facts.patch_size)
-    return problems + card
+    context = Context(repo, data, facts)
+    for role in dict.fromkeys(row.role for row in REPO_FILES):
+        problems += ROLE_CHECKS[role](context)
+    return problems
 
 
 def _progress(line: str) -> None:

@@ -17,11 +17,11 @@ from ..cli import program_name
 from ..errors import LlavaViTError, UsageError
 from ..repo_contract import (
     AUTO_MAP,
-    CODE_FILES,
     CONFIG_FILE,
     MAX_JSON_BYTES,
     PROCESSOR_AUTO_MAP,
     PROCESSOR_CONFIG_FILE,
+    generated_files,
     parse_json_bytes,
     processor_config,
 )
@@ -85,7 +85,7 @@ def sync_repo(repo: Path) -> list[str]:
     What a killed sync left (a temporary file beside each file it writes) is removed once the repo is known to be
     one, also beside files that need no rewrite."""
     config = load_config_json(repo)
-    remove_leftovers(repo, (*CODE_FILES, CONFIG_FILE, PROCESSOR_CONFIG_FILE))
+    remove_leftovers(repo, (CONFIG_FILE, *generated_files()))
     changed = write_code_files(repo)
     if sync_auto_map(repo):
         changed.append(CONFIG_FILE)
