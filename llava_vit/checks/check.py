@@ -61,7 +61,7 @@ from ..trust.opener import UnsafeFile, read_regular
 from ..trust.reader import FolderSource
 from ..trust.runnable import judge
 from ..weights.safetensors_header import TORCH_DTYPE_NAMES, HeaderError, read_header
-from .proof import cache_root, prove_commit, pushed_tip
+from .proof import cache_dir, prove_commit, pushed_tip
 from .sync import load_config_json
 
 _MAX_LISTED = 5
@@ -121,7 +121,7 @@ def _cache_dir(repo: Path) -> Path:
     user's cache."""
     git_dir = find_git_dir(repo)
     if git_dir is not None:
-        return cache_root(git_dir) / "probe"
+        return cache_dir(git_dir, "probe")
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llava-vit" / "probe"
 
 

@@ -36,16 +36,17 @@ from ..trust.runnable import judge_entries
 PROOF_VERSION = "1"
 
 
-def cache_root(git_common_dir: Path) -> Path:
-    """`.git/llava-vit` of a clone, refused when it (or `.git` itself) is a symlink: a cache read through a link
-    could be anyone's verdict."""
-    for path in (git_common_dir, git_common_dir / "llava-vit"):
-        if path.is_symlink():
-            raise UsageError(f"{path} is a symlink; llava-vit keeps its caches only in a real folder: remove the link")
-    root = git_common_dir / "llava-vit"
-    if root.exists() and not stat.S_ISDIR(root.lstat().st_mode):
-        raise UsageError(f"{root} is not a folder; remove it")
-    return root
+def cache_dir(git_common_dir: Path, name: str) -> Path:
+    """`.git/llava-vit/NAME` of a clone (the probe's and the proofs' caches), refused when any part of it is a
+    symlink or not a folder: a cache read through a link could be anyone's verdict."""
+    path = git_common_dir
+    for part in ("llava-vit", name):
+        path = path / part
+        if path.is_symlink() or (path.exists() and not stat.S_ISDIR(path.lstat().st_mode)):
+            raise UsageError(f"{path} is a symlink or not a folder; llava-vit keeps caches in real folders: remove it")
+    if git_common_dir.is_symlink():
+        raise UsageError(f"{git_common_dir} is a symlink; llava-vit keeps its caches in real folders: remove it")
+    return path
 
 
 def _versions() -> str:
@@ -146,8 +147,7 @@ def prove_commit(repo: Path, ref: str, progress: Callable[[str], None], *, use_c
 
     with CommitSource(repo, ref) as source:
         entries = source.entries()
-        root = cache_root(source.db.common_dir)
-        record = root / "proofs" / proof_key(entries)
+        record = cache_dir(source.db.common_dir, "proofs") / proof_key(entries)
         with tempfile.TemporaryDirectory(prefix="llava-vit-proof-") as scratch:
             folder = Path(scratch) / "repo"
             folder.mkdir()
@@ -156,7 +156,7 @@ def prove_commit(repo: Path, ref: str, progress: Callable[[str], None], *, use_c
             problems = materialize(source, entries, folder) + lfs_problems(source, entries)
             problems += [str(problem) for problem in judge_entries(source, entries, installed_only=True).problems]
             if not problems:
-                problems = fast_problems(folder, probe_cache=root / "probe", judged=True)
+                problems = fast_problems(folder, probe_cache=cache_dir(source.db.common_dir, "probe"), judged=True)
             if problems:
                 return problems
             progress(f"verify: loading commit {source.commit[:12]} in a fresh interpreter ...")
