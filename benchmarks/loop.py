@@ -132,15 +132,15 @@ def main() -> None:
 
         remote = work / "remote.git"
         subprocess.run(["git", "init", "-q", "--bare", str(remote)], env=env, check=True)
-        subprocess.run(["git", "remote", "add", "origin", f"file://{remote}"], cwd=small, env=env, check=True)
-        subprocess.run(["git", "push", "-q", "origin", "HEAD:main"], cwd=small, env=env, check=True)  # the proof
+        subprocess.run(["git", "remote", "add", "bench", f"file://{remote}"], cwd=small, env=env, check=True)
+        subprocess.run(["git", "push", "-q", "bench", "HEAD:main"], cwd=small, env=env, check=True)  # the proof
         card = small / "README.md"
 
         def card_commit(card: Path = card) -> None:
             card.write_text(card.read_text() + "\nOne more line.\n")
             subprocess.run(["git", "commit", "-qam", "card"], cwd=small, env=env, check=True)
 
-        measure("git push, card-only, after a passing one (small)", ["git", "push", "-q", "origin", "HEAD:main"], small,
+        measure("git push, card-only, after a passing one (small)", ["git", "push", "-q", "bench", "HEAD:main"], small,
                 card_commit)  # fmt: skip
         env["PRE_COMMIT_TO_REF"] = "HEAD"
         proof = [tool("llava-vit"), "check", "--full", "--pushed"]

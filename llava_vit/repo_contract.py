@@ -7,6 +7,7 @@ It imports neither torch nor transformers, so every fast path (CLI parsing, the 
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import re
@@ -161,6 +162,16 @@ def allowed_auto_maps() -> dict[str, dict[str, str]]:
 
 def generated_files() -> tuple[str, ...]:
     return tuple(row.name for row in REPO_FILES if row.generated)
+
+
+# Never part of a model repo, whatever .gitignore says: secrets, environments, caches and temporaries, at any
+# folder depth. upload never sends them and check never judges them as the repo's.
+NEVER_SENT = (".env", ".env.*", ".venv", "venv", ".cache", "__pycache__", ".ipynb_checkpoints", ".pytest_cache",
+              ".mypy_cache", ".ruff_cache", ".DS_Store", "*.py[cod]", "*.tmp", "*.swp", "*~", ".git")  # fmt: skip
+
+
+def never_sent(path: str) -> bool:
+    return any(fnmatch.fnmatchcase(part, pattern) for part in path.split("/") for pattern in NEVER_SENT)
 
 
 # --- card, license, repo id --------------------------------------------------------------------------

@@ -56,9 +56,9 @@ from ..repo_contract import (
     safe_yaml,
 )
 from ..repo_files import write_atomic
-from ..trust.gitdb import GitDB, find_git_dir
+from ..trust.gitdb import find_git_dir
 from ..trust.opener import UnsafeFile, read_regular
-from ..trust.reader import FolderSource
+from ..trust.reader import FolderSource, repo_names
 from ..trust.runnable import judge
 from ..weights.safetensors_header import TORCH_DTYPE_NAMES, HeaderError, read_header
 from .proof import cache_dir, prove_commit, pushed_tip
@@ -223,22 +223,10 @@ def config_problems(data: dict) -> list[str]:
     return problems
 
 
-def worktree_names(repo: Path) -> list[str] | None:
-    """What a commit of `repo` would hold: tracked files and untracked ones git does not ignore (read without
-    running anything the repo configures); None for a folder that is not a git work tree."""
-    if find_git_dir(repo) is None:
-        return None
-    with GitDB(repo) as db:
-        out = db.refs_git(
-            "--work-tree", str(repo.resolve()), "ls-files", "-z", "--cached", "--others", "--exclude-standard"
-        )
-    return sorted({name for name in out.decode("utf-8", "surrogateescape").split("\0") if name})
-
-
 def runnable_problems(repo: Path) -> list[str]:
     """The definition of what can run, on the files a commit of `repo` would hold: every code file must be this
     installed llava-vit's, nothing else may run."""
-    with FolderSource(repo, worktree_names(repo)) as source:
+    with FolderSource(repo, repo_names(repo)) as source:
         return [str(problem) for problem in judge(source, installed_only=True).problems]
 
 

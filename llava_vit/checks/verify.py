@@ -84,12 +84,12 @@ def judge_before_loading(target: str, local: bool, revision: str | None) -> tupl
     """The definition of what can run (`trust.runnable`), judged before anything is loaded: a repo whose runnable
     files are not all release code is never imported. Returns the check and, for a Hub repo, the 40-hex commit
     that was judged (the load is pinned to it)."""
-    from ..trust.reader import FolderSource, HubSource, Source, time_budget
+    from ..trust.reader import FolderSource, HubSource, Source, repo_names, time_budget
     from ..trust.runnable import judge
 
     source: Source
     if local:
-        source = FolderSource(Path(target))
+        source = FolderSource(Path(target), repo_names(Path(target)))
     else:
         with time_budget(300, f"listing {target}"):
             source = HubSource(target, revision)

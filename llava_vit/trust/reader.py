@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import LlavaViTError, UsageError
-from ..repo_contract import LFS_POINTER_MAX_BYTES, MAX_PLAIN_BYTES, parse_lfs_pointer
-from .gitdb import GitDB, git_command, git_environment
+from ..repo_contract import LFS_POINTER_MAX_BYTES, MAX_PLAIN_BYTES, never_sent, parse_lfs_pointer
+from .gitdb import GitDB, find_git_dir, git_command, git_environment
 from .opener import CappedReader, UnsafeFile, open_regular, read_regular
 from .sniff import SNIFF_BYTES, Sniffed, sniff, sniff_ends
 
@@ -110,6 +110,30 @@ def lfs_attributes(attributes: bytes, paths: list[str]) -> set[str]:
         )
     fields = result.stdout.decode("utf-8", "surrogateescape").split("\0")
     return {fields[i] for i in range(0, len(fields) - 2, 3) if fields[i + 2] == "lfs"}
+
+
+def repo_names(folder: Path) -> list[str]:
+    """What a commit or an upload of one's own `folder` would hold: what `git add -A` would take (its .gitignore
+    files honoured, read by git without running anything the folder configures), less what is never sent. (Audit,
+    which judges a folder someone handed you, walks every file instead.)"""
+    git_dir = find_git_dir(folder)
+    with tempfile.TemporaryDirectory(prefix="llava-vit-names-") as scratch:
+        base = ["--work-tree", str(folder.resolve()), "ls-files", "-z", "--others", "--exclude-standard"]
+        if git_dir is not None:
+            with GitDB(folder) as db:
+                out = db.refs_git(*base, "--cached")
+        else:
+            env = {**git_environment({}), "GIT_DIR": scratch}
+            (Path(scratch) / "refs").mkdir()
+            (Path(scratch) / "objects").mkdir()
+            (Path(scratch) / "HEAD").write_text("ref: refs/heads/main\n")
+            (Path(scratch) / "config").write_text("[core]\n\trepositoryformatversion = 0\n")
+            result = subprocess.run(git_command(*base), cwd=scratch, env=env, capture_output=True, check=False)
+            if result.returncode:
+                raise LlavaViTError(f"cannot list {folder}: {result.stderr.decode('utf-8', 'replace').strip()}")
+            out = result.stdout
+    names = {name for name in out.decode("utf-8", "surrogateescape").split("\0") if name}
+    return sorted(name for name in names if not never_sent(name) and (folder / name).is_file())
 
 
 class FolderSource(Source):
