@@ -60,6 +60,7 @@ from ..trust.reader import FolderSource
 from ..trust.runnable import judge
 from ..weights.safetensors_header import TORCH_DTYPE_NAMES, HeaderError, read_header
 from .proof import cache_root, prove_commit, pushed_tip
+from .answers import template_source_problems
 from .sync import load_config_json
 
 _MAX_LISTED = 5
@@ -431,7 +432,7 @@ def fast_problems(repo: Path, probe_cache: Path | None = None, judged: bool = Fa
     problems += weight_problems(repo, data, expected)
     problems += processor_problems(repo, facts.image_size)
     problems += processor_config_problems(repo, facts.patch_size)
-    return problems + card
+    return problems + card + template_source_problems(repo)
 
 
 def _progress(line: str) -> None:
