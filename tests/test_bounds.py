@@ -31,7 +31,7 @@ from video_clips import clip_frames, write_clip
 from llava_vit import LlavaViTConfig
 from llava_vit.checks.answers import template_source_problems
 from llava_vit.model.configuration_llava_vit import MAX_LABEL_CHARS, MAX_LABELS
-from llava_vit.model.processing_llava_vit import MAX_FRAME_PIXELS, LlavaViTProcessor
+from llava_vit.model.processing_llava_vit import MAX_FRAME_PIXELS, MAX_VIDEO_BYTES, LlavaViTProcessor
 from llava_vit.repo_contract import ANSWERS_FILE, is_repo_id
 from llava_vit.scaffold.new import template_path
 
@@ -280,7 +280,7 @@ def test_the_budgets_come_from_processor_config_json(image_processor, tmp_path: 
     saved = json.loads((folder / "processor_config.json").read_text())
     assert saved["max_frame_pixels"] == 1000
     loaded = LlavaViTProcessor.from_pretrained(folder)
-    assert (loaded.max_frame_pixels, loaded.max_video_bytes) == (1000, LlavaViTProcessor(None).max_video_bytes)
+    assert (loaded.max_frame_pixels, loaded.max_video_bytes) == (1000, MAX_VIDEO_BYTES)
     with pytest.raises(ValueError, match=r"^a video: a frame of 64x64 pixels is over the budget of 1000 pixels; "):
         loaded(videos=clip_frames(4), num_frames=4)
     with pytest.raises(ValueError, match="max_video_bytes must be a positive integer, got 0"):
