@@ -263,6 +263,10 @@ def test_decoded_bytes_over_the_budget_are_refused_before_decoding(image_process
         "or raise max_video_bytes"
     )
     assert tight(videos=clip, num_frames=15)["pixel_values"].shape[2] == 15
+    with pytest.raises(ValueError, match=r"16 frames of 64x64 decode to 0 MiB after the batch's other clips' 0 MiB, "):
+        LlavaViTProcessor(image_processor, max_video_bytes=2 * 16 * 64 * 64 * 3 - 1)(videos=[clip, clip])
+    pair = LlavaViTProcessor(image_processor, max_video_bytes=2 * 16 * 64 * 64 * 3)(videos=[clip, clip])
+    assert pair["pixel_values"].shape[:3] == (2, 3, 16)
 
 
 def test_fps_sampling_of_a_long_clip_is_bounded_by_the_budget(image_processor, tmp_path: Path) -> None:

@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from transformers import BatchFeature, ProcessorMixin
 
-# Memory budgets for one clip, checked before anything is decoded or converted: a frame of at most 8192 x 8192
-# pixels (8K UHD is 7680 x 4320), and at most 2 GiB of sampled RGB frames (frames x height x width x 3 bytes;
-# 16 frames of 4K take 398 MB). A file's frame size comes from its stream's metadata, read before decoding.
+# Memory budgets of one call, checked before anything is decoded or converted: a frame of at most 8192 x 8192
+# pixels (8K UHD is 7680 x 4320), and at most 2 GiB of sampled RGB frames over its clips (frames x height x
+# width x 3 bytes; 16 frames of 4K take 398 MB). A file's frame size comes from its stream's metadata, read
+# before decoding.
 MAX_FRAME_PIXELS = 8192 * 8192
 MAX_VIDEO_BYTES = 2 * 1024**3
 
@@ -36,9 +37,9 @@ class LlavaViTProcessor(ProcessorMixin):
     so that `model(**inputs)` encodes only those. Clips in one batch must come out with the same number of
     frames: with `fps` sampling, clips of different lengths are refused (process them one by one).
 
-    `max_frame_pixels` (width x height of one frame) and `max_video_bytes` (sampled frames x height x width x 3
-    of one clip) bound the memory a clip may take; a clip over either is refused before it is decoded (a file,
-    from its stream's metadata) or converted (frames and arrays). Raise them as keywords or in
+    `max_frame_pixels` (width x height of one frame) and `max_video_bytes` (sampled frames x height x width x 3,
+    summed over the clips of one call) bound the memory a call may take; a clip over either is refused before it
+    is decoded (a file, from its stream's metadata) or converted (frames and arrays). Raise them as keywords or in
     processor_config.json for larger videos.
     """
 
@@ -198,11 +199,13 @@ def _split_batch(videos: Any) -> list[Any]:
 
 
 class _Budget:
-    """The memory one clip may take: `frame_pixels` per frame, `video_bytes` for its sampled RGB frames."""
+    """The memory one call may take: `frame_pixels` per frame, `video_bytes` for the sampled RGB frames of all
+    its clips."""
 
     def __init__(self, frame_pixels: int, video_bytes: int) -> None:
         self.frame_pixels = frame_pixels
         self.video_bytes = video_bytes
+        self.spent = 0
 
     def check(self, frames: int, height: int, width: int, what: str) -> None:
         """Refuse `frames` sampled frames of height x width, before they are decoded or converted."""
@@ -212,11 +215,13 @@ class _Budget:
                 "pass a smaller video, or raise max_frame_pixels if this machine has the memory"
             )
         total = frames * height * width * 3
-        if total > self.video_bytes:
+        if self.spent + total > self.video_bytes:
+            before = f" after the batch's other clips' {self.spent / 2**20:.0f} MiB" if self.spent else ""
             raise ValueError(
-                f"{what}: {frames} frames of {width}x{height} decode to {total / 2**20:.0f} MiB, over the budget of "
-                f"{self.video_bytes / 2**20:.0f} MiB; sample fewer frames, or raise max_video_bytes"
+                f"{what}: {frames} frames of {width}x{height} decode to {total / 2**20:.0f} MiB{before}, over the "
+                f"budget of {self.video_bytes / 2**20:.0f} MiB; sample fewer frames, or raise max_video_bytes"
             )
+        self.spent += total
 
 
 def _sample_count(total: int, num_frames: int | None, fps: float | None, source_fps: float | None) -> int:
@@ -273,9 +278,8 @@ def _sample_clip(clip: Any, num_frames: int | None, fps: float | None, budget: _
     if not frames:
         raise ValueError("a video has no frames")
     indices = _sample_indices(len(frames), _sample_count(len(frames), num_frames, None, None))
-    for i in indices:
-        height, width = _frame_size(frames[i])
-        budget.check(len(indices), height, width, "a video")
+    height, width = max((_frame_size(frames[i]) for i in indices), key=lambda size: size[0] * size[1])
+    budget.check(len(indices), height, width, "a video")
     arrays = [_as_frame(frames[i]) for i in indices]
     sizes = sorted({a.shape[:2] for a in arrays})
     if len(sizes) > 1:
