@@ -59,8 +59,8 @@ from ..trust.opener import UnsafeFile, read_regular
 from ..trust.reader import FolderSource
 from ..trust.runnable import judge
 from ..weights.safetensors_header import TORCH_DTYPE_NAMES, HeaderError, read_header
-from .proof import cache_root, prove_commit, pushed_tip
 from .answers import template_source_problems
+from .proof import cache_root, prove_commit, pushed_tip
 from .sync import load_config_json
 
 _MAX_LISTED = 5
