@@ -46,7 +46,7 @@ class RepoFile:
     save_pretrained) and every judge (check, verify, audit) reads its rules from here; a new file is a new row."""
 
     name: str
-    role: str  # code, config, image-processor, processor, weights-index, weights, card, example, maintainer
+    role: str  # code, config, image-processor, processor, weights-index, weights, card, example, answers, maintainer
     describe: str  # what audit's report calls it
     limit: int  # the most bytes a judge reads of it
     auto_map: dict[str, str] | None = None  # the only auto_map it may carry (None: none at any depth)
@@ -141,7 +141,7 @@ REPO_FILES: tuple[RepoFile, ...] = (
     RepoFile(GITATTRIBUTES_FILE, "maintainer", "git/LFS attributes", MAX_PLAIN_BYTES, required=False),
     RepoFile(GITIGNORE_FILE, "maintainer", "git ignore rules", MAX_PLAIN_BYTES, required=False),
     RepoFile(HOOKS_FILE, "maintainer", "pre-commit hooks (maintainers only)", MAX_YAML_BYTES, required=False),
-    RepoFile(ANSWERS_FILE, "maintainer", "template answers (maintainers only)", MAX_YAML_BYTES, required=False),
+    RepoFile(ANSWERS_FILE, "answers", "template answers (maintainers only)", MAX_YAML_BYTES, required=False),
 )  # fmt: skip
 _BY_NAME = {row.name: row for row in REPO_FILES}
 _SHARD_RE = re.compile(r"model-[0-9]{5}-of-[0-9]{5}\.safetensors")

@@ -61,6 +61,7 @@ from ..trust.opener import UnsafeFile, read_regular
 from ..trust.reader import FolderSource, repo_names
 from ..trust.runnable import judge
 from ..weights.safetensors_header import TORCH_DTYPE_NAMES, HeaderError, read_header
+from .answers import template_source_problems
 from .proof import cache_dir, prove_commit, pushed_tip
 from .sync import load_config_json
 
@@ -432,6 +433,7 @@ ROLE_CHECKS: dict[str, Callable[[Context], list[str]]] = {
     "image-processor": lambda context: processor_problems(context.repo, context.facts.image_size),
     "processor": lambda context: processor_config_problems(context.repo, context.facts.patch_size),
     "card": lambda context: card_problems(context.repo),
+    "answers": lambda context: template_source_problems(context.repo),
     "maintainer": lambda context: [],
 }
 
