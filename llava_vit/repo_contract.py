@@ -94,6 +94,8 @@ def preprocessor_config(image_size: int) -> dict:
 VIDEO_SIZE = 224
 VIDEO_NUM_FRAMES = 16
 VIDEO_TARGET_FRAMES = 64
+# The ceilings of LlavaViTProcessor's memory budgets (its defaults): a repo may lower them, never raise them.
+VIDEO_BUDGETS = {"max_frame_pixels": 8192 * 8192, "max_video_bytes": 2 * 1024**3}
 
 
 def processor_config(patch_size: int) -> dict:
@@ -176,7 +178,7 @@ def never_sent(path: str) -> bool:
 
 # --- card, license, repo id --------------------------------------------------------------------------
 CARD_METADATA = {"library_name": "transformers", "pipeline_tag": "image-feature-extraction"}
-_LICENSE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
+_LICENSE_RE = re.compile(r"[a-z0-9][a-z0-9.+-]*")
 # Letters, digits, '-', '_', '.'; no '--' or '..'; no leading or trailing '-' or '.'; at most 96 characters a part.
 _REPO_PART = r"(?!.*(--|\.\.))[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 _REPO_ID_RE = re.compile(rf"{_REPO_PART}/{_REPO_PART}")
@@ -188,7 +190,7 @@ REPO_ID_RULE = (
 
 def is_license_id(text: object) -> bool:
     """A Hub license id such as apache-2.0, mit, cc-by-4.0 or other."""
-    return isinstance(text, str) and bool(_LICENSE_RE.match(text))
+    return isinstance(text, str) and _LICENSE_RE.fullmatch(text) is not None
 
 
 def is_repo_id(text: str | None) -> bool:

@@ -560,3 +560,21 @@ def test_answers_without_a_source_or_unreadable(tmp_path: Path) -> None:
     (tmp_path / ANSWERS_FILE).symlink_to(tmp_path / "elsewhere.yml")
     (problem,) = template_source_problems(tmp_path)
     assert "symlink" in problem
+
+
+def test_the_video_budgets_match_the_processor_and_a_repo_cannot_raise_them(tmp_path: Path) -> None:
+    """check refuses a processor_config.json that raises a budget above the processor's own default (a hostile
+    repo switching off the protection); the contract's ceilings are the shipped processor's defaults."""
+    from llava_vit.checks.check import processor_config_problems
+    from llava_vit.model import processing_llava_vit
+    from llava_vit.repo_contract import VIDEO_BUDGETS, processor_config
+
+    assert VIDEO_BUDGETS == {
+        "max_frame_pixels": processing_llava_vit.MAX_FRAME_PIXELS,
+        "max_video_bytes": processing_llava_vit.MAX_VIDEO_BYTES,
+    }
+    for key, ceiling in VIDEO_BUDGETS.items():
+        for value, ok in ((ceiling, True), (ceiling // 2, True), (ceiling + 1, False), (0, False), ("1", False)):
+            (tmp_path / "processor_config.json").write_text(json.dumps({**processor_config(14), key: value}))
+            problems = processor_config_problems(tmp_path, 14)
+            assert (not problems) == ok, (key, value, problems)

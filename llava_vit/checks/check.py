@@ -45,6 +45,7 @@ from ..repo_contract import (
     PROCESSOR_CONFIG_FILE,
     PROCESSOR_FILE,
     REPO_FILES,
+    VIDEO_BUDGETS,
     WEIGHTS_FILE,
     WEIGHTS_INDEX,
     canonical_source,
@@ -355,6 +356,13 @@ def processor_config_problems(repo: Path, patch_size: int | None) -> list[str]:
         problems.append(
             f"{PROCESSOR_CONFIG_FILE}: patch_size is {values['patch_size']}, the model's is {patch_size}; fix it"
         )
+    for key, ceiling in VIDEO_BUDGETS.items():
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= ceiling):
+            problems.append(
+                f"{PROCESSOR_CONFIG_FILE}: {key} must be a positive integer of at most {ceiling} (the memory budget "
+                "that refuses a hostile video before decoding); lower it or remove it"
+            )
     if values["video_size"] % values["patch_size"]:
         problems.append(
             f"{PROCESSOR_CONFIG_FILE}: video_size {values['video_size']} is not a multiple of patch_size "
