@@ -365,14 +365,14 @@ def chunks(handle: BinaryIO) -> Iterator[bytes]:
 
 
 def sniff_ends(head: bytes, tail: bytes) -> Sniffed:
-    """Judge a file from its first and last SNIFF_BYTES only (a Hub file not downloaded): a zip archive passes only
-    when neither end names a pickle member and its directory fits in the tail; anything else as `sniff`."""
+    """Judge a file from its first and last SNIFF_BYTES only (a large Hub file, not downloaded): a zip archive or a
+    compressed stream never passes (its members are not read); anything else as `sniff`."""
     verdict = Sniffed(binary=b"\0" in head[:_BINARY_SNIFF_BYTES])
     if head.startswith((ZIP_MAGIC, _EMPTY_ZIP)):
-        if any(marker in part for part in (head, tail) for marker in (b".pkl", b".npy", b"PK\x06\x06")):
-            verdict.found_pickle("(a member named in the archive)")
-        elif _EMPTY_ZIP not in tail and _EMPTY_ZIP not in head:
-            verdict.uninspectable = "a zip archive whose directory was not read"
+        if any(marker in part for part in (head, tail) for marker in (b".pkl", b".npy")):
+            verdict.found_pickle(" (a member named in the archive)")
+        else:
+            verdict.uninspectable = "a zip archive whose members were not downloaded"
         return verdict
     if _safetensors_header(head, io.BytesIO(head)) is not None or len(head) >= 8 and head[8:9] == b"{":
         return verdict
