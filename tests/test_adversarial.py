@@ -945,7 +945,7 @@ CASES = [
     # what can run, every judge on exactly what is pinned or pushed (issue 19)
     *[
         Case(
-            f"reader-{name}",
+            f"reader-{name}-{argv[0]}",
             argv,
             code,
             message,
@@ -1197,7 +1197,7 @@ sys.exit(main(sys.argv[2:]))
 def test_the_table_covers_every_class_with_at_least_forty_cases() -> None:
     assert len(CASES) >= 40 and len({case.id for case in CASES}) == len(CASES)
     prefixes = {case.id.split("-")[0] for case in CASES}
-    assert {"audit", "guard", "sync", "export", "config", "check", "card", "safetensors"} <= prefixes
+    assert {"audit", "guard", "sync", "export", "config", "check", "card", "safetensors", "reader", "verify"} <= prefixes
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
