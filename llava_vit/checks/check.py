@@ -63,7 +63,7 @@ from ..trust.reader import FolderSource, repo_names
 from ..trust.runnable import judge
 from ..weights.safetensors_header import TORCH_DTYPE_NAMES, HeaderError, read_header
 from .answers import template_source_problems
-from .proof import cache_dir, prove_commit, pushed_tip
+from .proof import Checks, cache_dir, prove_commit, pushed_tip
 from .sync import load_config_json
 
 _MAX_LISTED = 5
@@ -478,7 +478,12 @@ def full_problems(repo: Path, commit: str | None = None, use_cache: bool = True)
     git_repo = find_git_dir(repo) is not None
     if commit is not None:
         hook = lfs_push_hook_problems(repo) if shutil.which("git-lfs") else [GIT_LFS_MISSING]
-        return hook + prove_commit(repo, commit, _progress, use_cache=use_cache)
+        checks = Checks(
+            fast=lambda folder, cache: fast_problems(folder, probe_cache=cache, judged=True),
+            card=card_problems,
+            progress=_progress,
+        )
+        return hook + prove_commit(repo, commit, checks, use_cache=use_cache)
     problems = fast_problems(repo)
     lfs_problems = lfs_object_problems(repo) + lfs_push_hook_problems(repo) if git_repo else []
     if problems or lfs_problems:
