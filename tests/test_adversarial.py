@@ -217,6 +217,15 @@ def npy_objects(at: Where | None = None) -> bytes:
     return buffer.getvalue()
 
 
+def npy_structured_objects() -> bytes:
+    """A structured array with one field of Python objects: numpy pickles it, whatever the other fields are."""
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros(2, dtype=[("x", "f4"), ("o", "O")]), allow_pickle=True)
+    return buffer.getvalue()
+
+
 def safetensors_bytes(header: dict, data: bytes) -> bytes:
     raw = json.dumps(header).encode()
     return struct.pack("<Q", len(raw)) + raw + data
@@ -1070,6 +1079,22 @@ CASES = [
         memory_mb=1200,
     ),
     Case(
+        "export-zip-million-members",
+        ["export", "out", "--preset", "small", "--weights", "{repo}/many.pth"],
+        1,
+        r"many\.pth: a zip archive declaring 1000000 members",
+        repo(put("many.pth", zip_claiming_members(1_000_000)), commit=False),
+        memory_mb=1500,
+    ),
+    Case(
+        "guard-pickle-npy-structured-objects",
+        G,
+        1,
+        r"table\.npy: pickle \(recognised by content\)",
+        repo(put("table.npy", lambda at: npy_structured_objects())),
+        cwd="repo",
+    ),
+    Case(
         "guard-binary-with-text-suffix",
         G,
         1,
@@ -1197,7 +1222,18 @@ sys.exit(main(sys.argv[2:]))
 def test_the_table_covers_every_class_with_at_least_forty_cases() -> None:
     assert len(CASES) >= 40 and len({case.id for case in CASES}) == len(CASES)
     prefixes = {case.id.split("-")[0] for case in CASES}
-    assert {"audit", "guard", "sync", "export", "config", "check", "card", "safetensors", "reader", "verify"} <= prefixes
+    assert {
+        "audit",
+        "guard",
+        "sync",
+        "export",
+        "config",
+        "check",
+        "card",
+        "safetensors",
+        "reader",
+        "verify",
+    } <= prefixes
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
