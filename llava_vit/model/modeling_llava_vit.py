@@ -217,7 +217,7 @@ class LlavaViTEmbeddings(nn.Module):
         return patches.flatten(2).transpose(1, 2).reshape(batch, -1, patches.shape[1])
 
 
-class AttentionDispatch:
+class LlavaViTAttentionMixin:
     """Picks the attention kernel of a call (a mixin of both attention modules, which have a `config`)."""
 
     config: LlavaViTConfig
@@ -244,7 +244,7 @@ class AttentionDispatch:
         return ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]
 
 
-class LlavaViTAttention(AttentionDispatch, nn.Module):
+class LlavaViTAttention(LlavaViTAttentionMixin, nn.Module):
     """Multi-head self-attention with 3D RoPE on queries and keys; no mask, not causal."""
 
     def __init__(self, config: LlavaViTConfig) -> None:
@@ -354,7 +354,7 @@ class LlavaViTEncoder(nn.Module):
         return BaseModelOutput(last_hidden_state=hidden_states, hidden_states=all_hidden, attentions=all_attentions)
 
 
-class LlavaViTPoolingAttention(AttentionDispatch, nn.Module):
+class LlavaViTPoolingAttention(LlavaViTAttentionMixin, nn.Module):
     """Multi-head attention of the probe over the tokens, through the same attention interface as the encoder.
 
     The parameters keep `nn.MultiheadAttention`'s names (`in_proj_weight`, `in_proj_bias`, `out_proj.weight`,
