@@ -7,6 +7,10 @@ included: a `.pkl` member or a numpy object array), tar archives and gzip/zlib/b
 MAX_DEPTH. An archive beyond the budgets (members, decompressed bytes) is not opened further: it is reported as
 uninspectable, never passed. Tokens in the Hub's format are found after any character, in UTF-8/16/32 text, behind
 JSON `\\u`, `\\x` and `%` escapes, and in the decompressed text of archives and compressed streams.
+
+Why not picklescan, the scanner the Hub runs: it lists the imports a pickle makes and passes one whose imports
+look harmless (a denylist). A llava-vit repo holds no pickle at all, so here any opcode stream is refused, parsed by
+the standard library's own `pickletools`; picklescan's container walk is what this module does within its budgets.
 """
 
 from __future__ import annotations
