@@ -279,14 +279,14 @@ def token_in_safetensors_metadata(at: Where) -> None:
 def runs_marker(at: Where) -> str:
     """An executable that writes the marker: what a hostile git config names as a filter, hook or pager."""
     script = at.work / "payload.sh"
-    script.write_text(f"#!/bin/sh\ntouch {at.marker}\ncat\n")
+    script.write_text(f"#!/bin/sh\ntouch {at.marker}\nexit 1\n")
     script.chmod(0o755)
     return str(script)
 
 
 def git_config_runs(*keys: str, attributes: str = "") -> Step:
-    """The repo's own .git/config names the payload under `keys` (and .gitattributes routes files to it), then a
-    working-tree change that a `git status` or diff would have to filter."""
+    """The repo's own .git/config names the payload under `keys` (and its attributes route files to it), set after
+    the last commit so that only the judge under test could run it."""
 
     def step(at: Where) -> None:
         payload = runs_marker(at)
@@ -958,7 +958,10 @@ CASES = [
             argv,
             code,
             message,
-            repo(forged_modeling, git_config_runs(*keys, attributes=attributes), dirty_tree, commit=True),
+            repo(
+                forged_modeling, commit_step(), git_config_runs(*keys, attributes=attributes), dirty_tree, commit=False
+            ),
+            cwd="repo" if argv is G else ".",
         )
         for name, keys, attributes in (
             ("fsmonitor", ("core.fsmonitor",), ""),
@@ -995,7 +998,7 @@ CASES = [
     ),
     Case(
         "reader-lfs-object-tampered-guard",
-        ["guard", "--range", "HEAD"],
+        ["guard", "--range", "..HEAD"],
         1,
         r"model\.safetensors: .*does not match its oid",
         repo(tamper_lfs_object, commit=False),
