@@ -128,15 +128,16 @@ def processor_output_size(processor: dict) -> tuple[int, int] | None:
 
 
 # --- the table -----------------------------------------------------------------------------------------
+# In the order `check` reports problems: config, code, weights, processors, card, then the rest.
 REPO_FILES: tuple[RepoFile, ...] = (
     RepoFile(CONFIG_FILE, "config", "model config", MAX_JSON_BYTES, AUTO_MAP),
-    RepoFile(PROCESSOR_FILE, "image-processor", "image processor config", MAX_JSON_BYTES),
-    RepoFile(PROCESSOR_CONFIG_FILE, "processor", "processor config (video settings)", MAX_JSON_BYTES,
-             PROCESSOR_AUTO_MAP, generated=True),
     *(RepoFile(name, "code", "remote code (runs under trust_remote_code=True)", MAX_CODE_BYTES, generated=True)
       for name in CODE_FILES),
     RepoFile(WEIGHTS_INDEX, "weights-index", "weight shard index", MAX_JSON_BYTES, required=False),
     RepoFile(WEIGHTS_FILE, "weights", "weights (safetensors: data only)", MAX_SHARD_BYTES, required=False),
+    RepoFile(PROCESSOR_FILE, "image-processor", "image processor config", MAX_JSON_BYTES),
+    RepoFile(PROCESSOR_CONFIG_FILE, "processor", "processor config (video settings)", MAX_JSON_BYTES,
+             PROCESSOR_AUTO_MAP, generated=True),
     RepoFile(CARD_FILE, "card", "model card", MAX_PLAIN_BYTES),
     RepoFile(EXAMPLE_FILE, "example", "example script (not run by loading; passes only as the template renders it)",
              MAX_CODE_BYTES, required=False),

@@ -483,7 +483,7 @@ def full_problems(repo: Path, commit: str | None = None, use_cache: bool = True)
             card=card_problems,
             progress=_progress,
         )
-        return hook + prove_commit(repo, commit, checks, use_cache=use_cache)
+        return prove_commit(repo, commit, checks, use_cache=use_cache) + hook
     problems = fast_problems(repo)
     lfs_problems = lfs_object_problems(repo) + lfs_push_hook_problems(repo) if git_repo else []
     if problems or lfs_problems:

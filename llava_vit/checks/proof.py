@@ -90,8 +90,8 @@ def materialize(source: CommitSource, entries: list[Entry], folder: Path) -> lis
             continue
         target = folder / entry.path
         target.parent.mkdir(parents=True, exist_ok=True)
-        if entry.lfs and not source.db.lfs_object(entry.ref).exists():
-            problems.append(f"{name}: its git-lfs object is not in this clone; run `git lfs fetch && git lfs checkout`")
+        if entry.lfs and not source.db.lfs_object(entry.ref).is_file():
+            problems += _missing_objects(source, [entry])
             continue
         try:
             with source.open(entry) as reader:
@@ -140,6 +140,15 @@ class Checks:
     progress: Callable[[str], None]
 
 
+def _missing_objects(source: CommitSource, entries: list[Entry]) -> list[str]:
+    """LFS files whose object this clone no longer has (a push would publish pointers without their data)."""
+    return [
+        f"{one_line(entry.path)}: its git-lfs object is not in this clone; run `git lfs fetch && git lfs checkout`"
+        for entry in entries
+        if entry.lfs and not source.db.lfs_object(entry.ref).is_file()
+    ]
+
+
 def _card_problems(source: CommitSource, entries: list[Entry], folder: Path, checks: Checks) -> list[str]:
     card = next((entry for entry in entries if entry.path == CARD_FILE and entry.kind == "file"), None)
     if card is not None and not (folder / CARD_FILE).exists():
@@ -159,8 +168,8 @@ def prove_commit(repo: Path, ref: str, checks: Checks, *, use_cache: bool = True
         with tempfile.TemporaryDirectory(prefix="llava-vit-proof-") as scratch:
             folder = Path(scratch) / "repo"
             folder.mkdir()
-            if use_cache and _passed(record):
-                return _card_problems(source, entries, folder, checks)
+            if use_cache and _passed(record):  # the model files passed: what can change is the card and the clone
+                return _missing_objects(source, entries) + _card_problems(source, entries, folder, checks)
             problems = materialize(source, entries, folder) + lfs_problems(source, entries)
             problems += [str(problem) for problem in judge_entries(source, entries, installed_only=True).problems]
             if not problems:
