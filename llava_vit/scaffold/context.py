@@ -18,6 +18,7 @@ from jinja2.ext import Extension
 from .. import __version__
 from ..model.presets import PRESETS, parameter_count, preset_config
 from ..repo_contract import (
+    IMAGE_PROCESSING_NAMES,
     MODEL_TYPE,
     REPO_ID_RULE,
     VIDEO_NUM_FRAMES,
@@ -42,13 +43,14 @@ CUSTOM_FIELDS = (
 )
 
 
-def build_config(preset: str, image_size: int = 448, **custom: Any) -> LlavaViTConfig:
+def build_config(preset: str, image_size: int | None = None, **custom: Any) -> LlavaViTConfig:
     """The config the answers describe: a preset at `image_size`, or the custom dimensions."""
     from ..model.configuration_llava_vit import LlavaViTConfig
 
     if preset == CUSTOM:
-        return LlavaViTConfig(image_size=image_size, **{k: v for k, v in custom.items() if k in CUSTOM_FIELDS})
-    return preset_config(preset, image_size=image_size)
+        fields = {k: v for k, v in custom.items() if k in CUSTOM_FIELDS}
+        return LlavaViTConfig(image_size=448 if image_size is None else image_size, **fields)
+    return preset_config(preset) if image_size is None else preset_config(preset, image_size=image_size)
 
 
 def config_error(preset: str = "large", **fields: Any) -> str:
@@ -125,6 +127,7 @@ class LlavaViTTemplateExtension(Extension):
         environment.globals.update(
             llava_vit_version=__version__,
             llava_vit_presets=PRESETS,
+            llava_vit_image_processing_names=IMAGE_PROCESSING_NAMES,
             llava_vit_config_error=config_error,
             llava_vit_custom_config_json=custom_config_json,
             llava_vit_architecture=architecture,
