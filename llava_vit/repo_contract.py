@@ -60,7 +60,8 @@ BICUBIC = 3  # PIL.Image.Resampling.BICUBIC, the resampling CLIP was trained wit
 
 # How an image becomes image_size x image_size. "crop" is the OneVision-Encoder family's published recipe and the
 # default for new repos: the shortest edge to image_size (aspect ratio kept), then a centre crop. "squash" resizes
-# to (S, S) without a crop (repos made before llava-vit 0.3 hold it; it sees the whole image, distorted).
+# to (S, S) without a crop (llava-vit repos made before crop became the default hold it; it sees the whole image,
+# distorted).
 IMAGE_PROCESSING_MODES = ("crop", "squash")
 DEFAULT_IMAGE_PROCESSING = "crop"
 IMAGE_PROCESSING_NAMES = {
