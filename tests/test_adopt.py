@@ -224,6 +224,10 @@ print((before - after).abs().max().item())
 @pytest.mark.slow
 def test_squash_processing_without_head_is_kept_and_named(tmp_path: Path, env: dict[str, str]) -> None:
     source = make_upstream(tmp_path / "src", use_head=False, dtype="float32", mode="squash", card=None, seed=1)
+    # As upstream's config.save_pretrained writes it without register_for_auto_class: no auto_map, the code beside.
+    config = json.loads((source / "config.json").read_text())
+    del config["auto_map"], config["architectures"]
+    (source / "config.json").write_text(json.dumps(config))
     out = tmp_path / "out"
     result = llava_vit("adopt", str(source), str(out), "--no-git", "--license", "mit", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -234,6 +238,10 @@ def test_squash_processing_without_head_is_kept_and_named(tmp_path: Path, env: d
     assert "pooler_output" not in card  # no head: only last_hidden_state is compared
     assert json.loads((out / "config.json").read_text())["dtype"] == "float32"
     assert llava_vit("check", str(out), env=env).returncode == 0
+    assert json.loads((source / "config.json").read_text()) == config  # the source is never changed
+    (source / "modeling_onevision_encoder.py").unlink()
+    line = one_line_error(llava_vit("adopt", str(source), str(tmp_path / "o2"), env=env), 2)
+    assert "has neither an auto_map nor upstream's code files" in line
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ files in the same commit, with the proof in its description.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -35,7 +36,7 @@ from ..repo_contract import (
     processor_problems_of,
     read_regular,
 )
-from .mapping import UPSTREAM_AUTO_MAP, declared_dtype, map_upstream_config
+from .mapping import UPSTREAM_AUTO_MAP, UPSTREAM_CODE_FILES, declared_dtype, map_upstream_config
 
 # What the new repo takes from the template as it is (no questions in them): LFS attributes, ignores, hooks.
 TEMPLATE_FILES = (".gitattributes", ".gitignore", ".pre-commit-config.yaml")
@@ -100,10 +101,21 @@ def read_source(folder: Path, label: str) -> dict:
     """What adopt needs from the source, checked: mapped config fields, dtype, weights, processor bytes, card."""
     data = _read_json(folder / CONFIG_FILE, label)
     fields = map_upstream_config(data, f"{label}/{CONFIG_FILE}")
-    if data.get("auto_map") != UPSTREAM_AUTO_MAP:
+    auto_map = data.get("auto_map")
+    code_there = all((folder / name).is_file() for name in UPSTREAM_CODE_FILES)
+    if auto_map is None and not code_there:
         raise UsageError(
-            f"{label}/{CONFIG_FILE}: auto_map is {data.get('auto_map')!r}, not upstream's {UPSTREAM_AUTO_MAP}; the "
+            f"{label} has neither an auto_map nor upstream's code files ({', '.join(UPSTREAM_CODE_FILES)}); the "
             "proof must run the source's own code"
+        )
+    if auto_map is not None and (
+        not isinstance(auto_map, dict)
+        or {key: auto_map.get(key) for key in UPSTREAM_AUTO_MAP} != UPSTREAM_AUTO_MAP
+        or not set(auto_map) <= {*UPSTREAM_AUTO_MAP, "AutoImageProcessor", "AutoProcessor"}
+    ):
+        raise UsageError(
+            f"{label}/{CONFIG_FILE}: auto_map is {auto_map!r}, not upstream's {UPSTREAM_AUTO_MAP}; the proof must run "
+            "the source's own code"
         )
     weights = folder / WEIGHTS_INDEX if (folder / WEIGHTS_INDEX).is_file() else folder / WEIGHTS_FILE
     if not weights.is_file():
@@ -132,11 +144,32 @@ def read_source(folder: Path, label: str) -> dict:
         "processor_bytes": processor_bytes,
         "mode": image_processing_mode(processor),
         "card": card,
+        "needs_auto_map": auto_map is None,
     }
 
 
+def proof_view(folder: Path, scratch: Path) -> Path:
+    """The source as the proof loads it: a folder of links to its files whose config.json names upstream's code
+    (a config saved without `register_for_auto_class` has no auto_map, though the code files are there)."""
+    view = scratch / "source-view"
+    view.mkdir()
+    for path in folder.iterdir():
+        if path.is_file() and path.name != CONFIG_FILE:
+            (view / path.name).symlink_to(path.resolve())
+    data = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    (view / CONFIG_FILE).write_text(json.dumps({**data, "auto_map": UPSTREAM_AUTO_MAP}, indent=2), encoding="utf-8")
+    return view
+
+
 def build(
-    folder: Path, source: dict, label: str, staging: Path, python: str, repo_id: str | None, license_id: str | None
+    folder: Path,
+    source: dict,
+    label: str,
+    staging: Path,
+    python: str,
+    repo_id: str | None,
+    license_id: str | None,
+    scratch: Path,
 ):
     """Write the adopted repo into the empty folder `staging` and prove it; returns the Proof."""
     from ..export import export_model
@@ -158,7 +191,7 @@ def build(
     for name in TEMPLATE_FILES:
         shutil.copyfile(template_path() / "template" / name, staging / name)
     _say(f"proving: the source's own code ({python}) against the adopted folder's ({sys.executable})")
-    proof = prove(folder, staging, python, sys.executable)
+    proof = prove(proof_view(folder, scratch) if source["needs_auto_map"] else folder, staging, python, sys.executable)
     if not proof.passed:
         worst = max(proof.rows, key=lambda row: row.max_abs_diff)
         raise CheckFailed(
@@ -199,7 +232,7 @@ def adopt(args: argparse.Namespace) -> int:
             raise UsageError(f"invalid --repo-id {repo_id!r}; use ORG/NAME")
         try:
             with staged_folder(out, force=False) as staging:
-                proof = build(folder, source, label, staging, args.python, repo_id, args.license)
+                proof = build(folder, source, label, staging, args.python, repo_id, args.license, scratch)
                 if args.git and args.out is not None:
                     from ..scaffold.init_repo import init_git
 

@@ -16,6 +16,7 @@ UPSTREAM_AUTO_MAP = {
     "AutoConfig": "configuration_onevision_encoder.OneVisionEncoderConfig",
     "AutoModel": "modeling_onevision_encoder.OneVisionEncoderModel",
 }
+UPSTREAM_CODE_FILES = ("configuration_onevision_encoder.py", "modeling_onevision_encoder.py")
 # upstream field -> LlavaViTConfig field (the same name: the architecture is the same).
 FIELD_MAP = {
     name: name
