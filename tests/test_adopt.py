@@ -507,3 +507,11 @@ def test_new_chooses_the_mode_and_the_card_says_which(tmp_path: Path, env: dict[
         assert processor["do_center_crop"] is (mode is None)
         assert phrase in (dest / "README.md").read_text()
         assert llava_vit("check", str(dest), env=env).returncode == 0
+
+
+def test_create_pr_without_a_token_stops_before_any_work(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH")}
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_ENDPOINT="http://127.0.0.1:9")
+    line = one_line_error(llava_vit("adopt", "lmms-test/anything", "--create-pr", env=env), 1)
+    assert "no Hugging Face token" in line
+    assert not (tmp_path / "hf").exists() or not any((tmp_path / "hf").rglob("*.safetensors"))

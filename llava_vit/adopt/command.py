@@ -214,6 +214,10 @@ def adopt(args: argparse.Namespace) -> int:
         raise UsageError(f"--license {args.license!r} is not a Hub license id such as apache-2.0")
     if args.create_pr and Path(args.source).expanduser().exists():
         raise UsageError("--create-pr opens a pull request on a Hub repo: pass SOURCE as ORG/NAME")
+    if args.create_pr:
+        from ..hub.access import require_token
+
+        require_token()  # before minutes of download and proof
     with tempfile.TemporaryDirectory(prefix="llava-vit-adopt-") as work:
         scratch = Path(work)
         out = Path(os.path.normpath(Path(args.out).absolute())) if args.out else scratch / "adopted"
