@@ -515,3 +515,49 @@ def test_create_pr_without_a_token_stops_before_any_work(tmp_path: Path) -> None
     line = one_line_error(llava_vit("adopt", "lmms-test/anything", "--create-pr", env=env), 1)
     assert "no Hugging Face token" in line
     assert not (tmp_path / "hf").exists() or not any((tmp_path / "hf").rglob("*.safetensors"))
+
+
+@pytest.mark.slow
+def test_copier_update_of_a_repo_made_before_the_question_keeps_its_processing(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """A repo made before the image_processing question (no answer recorded, a squashing processor) keeps squash
+    through `copier update --defaults`, and its card then says so."""
+    import yaml
+    from template_repos import PROJECT, TINY_ANSWERS, copier_copy, git
+
+    template = tmp_path / "template"
+    template.mkdir()
+    shutil.copy(PROJECT / "copier.yml", template)
+    shutil.copytree(PROJECT / "template", template / "template")
+    git(template, env, "init", "-q", "-b", "main")
+    git(template, env, "add", "-A")
+    git(template, env, "commit", "-q", "-m", "v1")
+    git(template, env, "tag", "v1.0.0")
+    repo = tmp_path / "old-vit"
+    copier_copy(template, repo, {"repo_id": "acme/old-vit", **TINY_ANSWERS, "image_processing": "squash"}, env)
+    answers_file = repo / ".copier-answers.yml"
+    answers = yaml.safe_load(answers_file.read_text())
+    del answers["image_processing"]  # as the answers of a repo made before the question
+    answers_file.write_text(yaml.safe_dump(answers))
+    card = repo / "README.md"
+    git(repo, env, "commit", "-q", "--no-verify", "-am", "made before the question")
+    (template / "template" / "README.md.jinja").write_text(
+        (template / "template" / "README.md.jinja").read_text() + "\n## Citation\n\nCite {{ repo_id }}.\n"
+    )
+    git(template, env, "commit", "-q", "-am", "v2")
+    git(template, env, "tag", "v2.0.0")
+    processor = (repo / "preprocessor_config.json").read_bytes()
+    result = subprocess.run(
+        [sys.executable, "-m", "copier", "update", "--trust", "--defaults"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert yaml.safe_load(answers_file.read_text())["image_processing"] == "squash"
+    text = card.read_text()
+    assert "without a crop" in text and "then a centre crop" not in text and "Cite acme/old-vit." in text
+    assert "<<<<<<<" not in text and not list(repo.glob("*.rej"))
+    assert (repo / "preprocessor_config.json").read_bytes() == processor

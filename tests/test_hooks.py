@@ -181,7 +181,7 @@ def test_check_names_each_inconsistency(repo: Path, env: dict[str, str], monkeyp
     config = json.loads((repo / "config.json").read_text())
     (repo / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 3, "dtype": "bfloat16"}))
     processor = json.loads((repo / "preprocessor_config.json").read_text())
-    processor["size"] = {"height": 64, "width": 64}
+    processor["size"] = processor["crop_size"] = {"height": 64, "width": 64}  # 64x64, whichever the mode
     (repo / "preprocessor_config.json").write_text(json.dumps(processor))
     card = (repo / "README.md").read_text()
     (repo / "README.md").write_text(card.replace("pipeline_tag: image-feature-extraction", "pipeline_tag: x"))
