@@ -57,3 +57,17 @@ def describe_hostile_input(error: BaseException) -> str:
     if isinstance(error, MemoryError):
         return "an input needs more memory than this machine has (a hostile or broken file?); fix or replace it"
     return f"an input is not valid text ({one_line(error)}); save it as UTF-8"
+
+
+class Problem:
+    """One finding of a judge, about one path (and line): printed as `path[:line]: message`, on one line."""
+
+    def __init__(self, path: str, message: str, line: int = 0) -> None:
+        self.path, self.message, self.line = path, message, line
+
+    def __str__(self) -> str:
+        path = one_line(self.path)  # a file name holding a newline must not forge a report line
+        return f"{path}:{self.line}: {self.message}" if self.line else f"{path}: {self.message}"
+
+    def __repr__(self) -> str:
+        return f"Problem({str(self)!r})"

@@ -40,15 +40,14 @@ from .repo_contract import (
     PROCESSOR_FILE,
     REPO_ID_RULE,
     WEIGHTS_INDEX,
-    UnsafeFile,
     is_repo_id,
     parse_json_bytes,
     preprocessor_config,
     processor_config,
     processor_problems_of,
-    read_regular,
 )
 from .repo_files import config_json_text, write_code_files, writer_gone
+from .trust.opener import UnsafeFile, read_regular
 from .weights.sizes import DEFAULT_MAX_SHARD_SIZE, available_memory, parse_size
 
 if TYPE_CHECKING:

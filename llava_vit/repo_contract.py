@@ -8,13 +8,8 @@ It imports neither torch nor transformers, so every fast path (CLI parsing, the 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import os
-import pickletools
 import re
-import stat
-import zipfile
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -36,12 +31,27 @@ SHARD_NAME = "model-{index:05d}-of-{count:05d}.safetensors"
 CODE_FILES = ("configuration_llava_vit.py", "modeling_llava_vit.py", "processing_llava_vit.py")
 AUTO_MAP = {"AutoConfig": "configuration_llava_vit.LlavaViTConfig", "AutoModel": "modeling_llava_vit.LlavaViTModel"}
 PROCESSOR_AUTO_MAP = {"AutoProcessor": "processing_llava_vit.LlavaViTProcessor"}
-# Every JSON file that may carry an `auto_map`, and the only value it may hold (each must hold its own).
-# transformers imports whatever module an auto_map names: audit allows no other.
-AUTO_MAPS: dict[str, dict[str, str]] = {CONFIG_FILE: AUTO_MAP, PROCESSOR_CONFIG_FILE: PROCESSOR_AUTO_MAP}
 ARCHITECTURES = ["LlavaViTModel"]
 # The template's example script: not run by loading, but audit passes it only as the template renders it.
 EXAMPLE_FILE = "example_usage.py"
+GITATTRIBUTES_FILE = ".gitattributes"
+GITIGNORE_FILE = ".gitignore"
+HOOKS_FILE = ".pre-commit-config.yaml"
+
+
+@dataclass(frozen=True)
+class RepoFile:
+    """One row of the table of a model repo's files: what it is and what it may hold. Every writer (export, sync,
+    save_pretrained) and every judge (check, verify, audit) reads its rules from here; a new file is a new row."""
+
+    name: str
+    role: str  # code, config, image-processor, processor, weights-index, weights, card, example, maintainer
+    describe: str  # what audit's report calls it
+    limit: int  # the most bytes a judge reads of it
+    auto_map: dict[str, str] | None = None  # the only auto_map it may carry (None: none at any depth)
+    required: bool = True  # a complete repo has it
+    generated: bool = False  # sync rewrites it from the installed package
+
 
 # --- limits ------------------------------------------------------------------------------------------
 MAX_PLAIN_BYTES = 10 * 1024 * 1024  # the Hub rejects larger files outside git-lfs
@@ -167,12 +177,51 @@ def processor_output_size(processor: dict) -> tuple[int, int] | None:
     return None
 
 
+# --- the table -----------------------------------------------------------------------------------------
+REPO_FILES: tuple[RepoFile, ...] = (
+    RepoFile(CONFIG_FILE, "config", "model config", MAX_JSON_BYTES, AUTO_MAP),
+    RepoFile(PROCESSOR_FILE, "image-processor", "image processor config", MAX_JSON_BYTES),
+    RepoFile(PROCESSOR_CONFIG_FILE, "processor", "processor config (video settings)", MAX_JSON_BYTES,
+             PROCESSOR_AUTO_MAP, generated=True),
+    *(RepoFile(name, "code", "remote code (runs under trust_remote_code=True)", MAX_CODE_BYTES, generated=True)
+      for name in CODE_FILES),
+    RepoFile(WEIGHTS_INDEX, "weights-index", "weight shard index", MAX_JSON_BYTES, required=False),
+    RepoFile(WEIGHTS_FILE, "weights", "weights (safetensors: data only)", MAX_SHARD_BYTES, required=False),
+    RepoFile(CARD_FILE, "card", "model card", MAX_PLAIN_BYTES),
+    RepoFile(EXAMPLE_FILE, "example", "example script (not run by loading; passes only as the template renders it)",
+             MAX_CODE_BYTES, required=False),
+    RepoFile(GITATTRIBUTES_FILE, "maintainer", "git/LFS attributes", MAX_PLAIN_BYTES, required=False),
+    RepoFile(GITIGNORE_FILE, "maintainer", "git ignore rules", MAX_PLAIN_BYTES, required=False),
+    RepoFile(HOOKS_FILE, "maintainer", "pre-commit hooks (maintainers only)", MAX_YAML_BYTES, required=False),
+    RepoFile(ANSWERS_FILE, "maintainer", "template answers (maintainers only)", MAX_YAML_BYTES, required=False),
+)  # fmt: skip
+_BY_NAME = {row.name: row for row in REPO_FILES}
+_SHARD_RE = re.compile(r"model-[0-9]{5}-of-[0-9]{5}\.safetensors")
+
+
+def repo_file(path: str) -> RepoFile | None:
+    """The table's row for the repo path `path` (shards share the weights row), or None for a file it does not
+    know."""
+    if _SHARD_RE.fullmatch(path):
+        return _BY_NAME[WEIGHTS_FILE]
+    return _BY_NAME.get(path)
+
+
+def allowed_auto_maps() -> dict[str, dict[str, str]]:
+    """{file: the only auto_map it may hold} (every other JSON may hold none, at any depth)."""
+    return {row.name: row.auto_map for row in REPO_FILES if row.auto_map is not None}
+
+
+def generated_files() -> tuple[str, ...]:
+    return tuple(row.name for row in REPO_FILES if row.generated)
+
+
 # --- card, license, repo id --------------------------------------------------------------------------
 CARD_METADATA = {"library_name": "transformers", "pipeline_tag": "image-feature-extraction"}
 _LICENSE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
 # Letters, digits, '-', '_', '.'; no '--' or '..'; no leading or trailing '-' or '.'; at most 96 characters a part.
 _REPO_PART = r"(?!.*(--|\.\.))[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
-_REPO_ID_RE = re.compile(rf"^{_REPO_PART}/{_REPO_PART}$")
+_REPO_ID_RE = re.compile(rf"{_REPO_PART}/{_REPO_PART}")
 REPO_ID_RULE = (
     "ORG/NAME with letters, digits, '-', '_' or '.' (no '--' or '..', not starting or ending with '-' or '.'), "
     "e.g. acme/my-vit"
@@ -186,7 +235,7 @@ def is_license_id(text: object) -> bool:
 
 def is_repo_id(text: str | None) -> bool:
     """The Hub's rule for ORG/NAME."""
-    return isinstance(text, str) and bool(_REPO_ID_RE.match(text))
+    return isinstance(text, str) and _REPO_ID_RE.fullmatch(text) is not None
 
 
 # --- weights -----------------------------------------------------------------------------------------
@@ -211,80 +260,6 @@ def parse_index(text: str) -> dict[str, str]:
     return weight_map
 
 
-# Pickles run code when loaded: recognised by content, never by suffix alone.
-ZIP_MAGIC = b"PK\x03\x04"
-_PICKLE_PROTOCOL_RE = re.compile(rb"\A\x80[\x02-\x05]")
-# Opcodes a protocol 0/1 pickle starts with: MARK, GLOBAL, EMPTY_DICT/LIST/TUPLE, PUT/GET, INT, STRING, NONE.
-_PICKLE_01_FIRST = frozenset(b"(c}])pgILSNVFGJKM")
-_NUMPY_MAGIC = b"\x93NUMPY"
-SNIFF_BYTES = 64 * 1024  # how much of a file's head (and tail, for zip listings) pickle detection reads
-
-
-def _decompressed_head(head: bytes) -> bytes | None:
-    """The first bytes of a zlib/gzip/bz2/xz/lzma stream (joblib's compressed pickles), else None."""
-    import bz2
-    import lzma
-    import zlib
-
-    if head.startswith(b"ZF"):  # joblib < 0.10: "ZF" + hex length, then a zlib stream
-        start = head.find(b"x", 2, 40)
-        head = head[start:] if start > 0 else head
-    decoders: list = []
-    if len(head) > 1 and head[0] == 0x78 and (head[0] * 256 + head[1]) % 31 == 0:
-        decoders.append(zlib.decompressobj)
-    if head.startswith(b"\x1f\x8b"):
-        decoders.append(lambda: zlib.decompressobj(16 + zlib.MAX_WBITS))
-    if head.startswith(b"BZh"):
-        decoders.append(bz2.BZ2Decompressor)
-    if head.startswith((b"\xfd7zXZ\x00", b"\x5d\x00\x00")):
-        decoders.append(lzma.LZMADecompressor)
-    for make in decoders:
-        try:
-            return make().decompress(head, 4096)
-        except (OSError, ValueError, EOFError, zlib.error, lzma.LZMAError):
-            continue
-    return None
-
-
-def _is_pickle_01(head: bytes) -> bool:
-    """A protocol 0/1 pickle: a run of valid opcodes from the start that reaches STOP, or fills the sniffed head."""
-    if not head or head[0] not in _PICKLE_01_FIRST:
-        return False
-    count = 0
-    try:
-        for opcode, _, _ in pickletools.genops(io.BytesIO(head)):
-            count += 1
-            if opcode.name == "STOP":
-                return count >= 2
-    except (ValueError, EOFError, UnicodeDecodeError, KeyError, OverflowError):
-        return count >= 16 and len(head) >= 256
-    return False
-
-
-def looks_like_pickle(head: bytes, tail: bytes = b"", names: list[str] | None = None) -> bool:
-    """Does a file starting with `head` (its first SNIFF_BYTES) hold a pickle? A torch.save zip archive (a `.pkl`
-    member in its local headers, in the central directory at its `tail`, or in `names`, the zip listing when the
-    caller could read it), a raw pickle of any protocol (legacy torch.save, joblib, plain pickle), one compressed
-    with zlib/gzip/bz2/xz (joblib), or a numpy array of Python objects (stored as a pickle)."""
-    if head.startswith(ZIP_MAGIC):
-        return b".pkl" in head or b".pkl" in tail or any(name.endswith(".pkl") for name in names or ())
-    if _PICKLE_PROTOCOL_RE.match(head) or _is_pickle_01(head):
-        return True
-    if head.startswith(_NUMPY_MAGIC):
-        return b"'descr': '|O'" in head[:4096]
-    inner = _decompressed_head(head)
-    return inner is not None and inner != head and looks_like_pickle(inner)
-
-
-def zip_member_names(handle: io.BufferedIOBase) -> list[str] | None:
-    """The member names of a zip archive read through a seekable handle, or None when it is not one."""
-    try:
-        with zipfile.ZipFile(handle) as archive:
-            return archive.namelist()[:100_000]
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
-        return None
-
-
 _LFS_POINTER_RE = re.compile(
     rb"\Aversion https://git-lfs\.github\.com/spec/v1\n(?:[a-z0-9.-]+ [^\n]*\n)*?"
     rb"oid sha256:(?P<oid>[0-9a-f]{64})\nsize (?P<size>[0-9]{1,19})\n"
@@ -299,35 +274,7 @@ def parse_lfs_pointer(blob: bytes) -> tuple[str, int] | None:
     return (match["oid"].decode(), int(match["size"])) if match else None
 
 
-# --- reading hostile files ---------------------------------------------------------------------------
-class UnsafeFile(ValueError):
-    """A path that is not a regular file (symlink, FIFO, device, folder) or is larger than its limit."""
-
-
-def read_regular(path: Path, limit: int, *, follow: bool = False) -> bytes:
-    """The bytes of the regular file `path`, at most `limit` of them: never follows a symlink (O_NOFOLLOW; `follow`
-    allows it for a path the user named), never blocks on a FIFO or device (O_NONBLOCK, then fstat says what was
-    opened), never reads past `limit`."""
-    flags = os.O_RDONLY | (0 if follow else getattr(os, "O_NOFOLLOW", 0)) | getattr(os, "O_NONBLOCK", 0)
-    try:
-        descriptor = os.open(path, flags)
-    except OSError as error:
-        if os.path.islink(path):
-            raise UnsafeFile(f"{path} is a symlink; refusing to follow it") from None
-        raise error
-    info = os.fstat(descriptor)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(descriptor)
-        raise UnsafeFile(f"{path} is not a regular file (a folder, FIFO, socket or device)")
-    with os.fdopen(descriptor, "rb") as handle:
-        if info.st_size > limit:
-            raise UnsafeFile(f"{path} is {info.st_size} bytes, more than the {limit} this file may have")
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise UnsafeFile(f"{path} is larger than the {limit} bytes this file may have")
-    return data
-
-
+# --- parsing hostile text ---------------------------------------------------------------------------
 def json_depth_ok(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
     """Is the nesting of the JSON `text` (brackets outside strings) at most `limit` deep? Checked before parsing,
     so that a deeply nested document is refused instead of exhausting the stack."""

@@ -28,14 +28,13 @@ from ..repo_contract import (
     PROCESSOR_FILE,
     WEIGHTS_FILE,
     WEIGHTS_INDEX,
-    UnsafeFile,
     image_processing_mode,
     is_license_id,
     is_repo_id,
     parse_json_bytes,
     processor_problems_of,
-    read_regular,
 )
+from ..trust.opener import UnsafeFile, read_regular
 from .mapping import UPSTREAM_AUTO_MAP, UPSTREAM_CODE_FILES, declared_dtype, map_upstream_config
 
 # What the new repo takes from the template as it is (no questions in them): LFS attributes, ignores, hooks.

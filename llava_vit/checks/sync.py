@@ -22,12 +22,11 @@ from ..repo_contract import (
     MAX_JSON_BYTES,
     PROCESSOR_AUTO_MAP,
     PROCESSOR_CONFIG_FILE,
-    UnsafeFile,
     parse_json_bytes,
     processor_config,
-    read_regular,
 )
 from ..repo_files import config_json_text, remove_leftovers, with_auto_map, write_atomic, write_code_files
+from ..trust.opener import UnsafeFile, read_regular
 
 
 def load_config_json(repo: Path) -> dict:

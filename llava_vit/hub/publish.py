@@ -20,7 +20,8 @@ import yaml
 
 from ..checks.check import require_full_check
 from ..errors import CheckFailed, LlavaViTError, UsageError
-from ..repo_contract import ANSWERS_FILE, MAX_YAML_BYTES, UnsafeFile, read_regular, safe_yaml
+from ..repo_contract import ANSWERS_FILE, MAX_YAML_BYTES, safe_yaml
+from ..trust.opener import UnsafeFile, read_regular
 from .access import endpoint, ensure_hub_repo, hub_repo_id, redact, require_token, validate_repo_id
 from .local_hub import LocalHub, default_hub_dir
 
@@ -195,8 +196,7 @@ def guard_pushed(root: Path, commit: str, remote_head: str | None) -> None:
     """`llava-vit guard` on every commit the push sends (blobs and messages), whatever hooks they skipped."""
     from ..checks.guard import range_problems
 
-    known = remote_head is not None and _git(root, "cat-file", "-e", f"{remote_head}^{{commit}}").returncode == 0
-    problems = range_problems(root, [commit, "--not", remote_head] if known else [commit])
+    problems = range_problems(root, [commit], [remote_head] if remote_head else [])
     for problem in problems:
         print(f"llava-vit guard: {problem}", file=sys.stderr)
     if problems:
@@ -206,10 +206,10 @@ def guard_pushed(root: Path, commit: str, remote_head: str | None) -> None:
         )
 
 
-def full_check(root: Path) -> None:
-    """The pre-push hook's check (`llava-vit check --full`: fast check, LFS objects and hook, real load and
-    forwards), run here too so that nothing skips it and the push can skip the hook's second run."""
-    require_full_check(root, "publish", "nothing was pushed: fix, commit, publish again")
+def full_check(root: Path, commit: str) -> None:
+    """The pre-push hook's check (`llava-vit check --full --pushed`: the proof of exactly the commit pushed), run
+    here too so that nothing skips it and the push can skip the hook's second run."""
+    require_full_check(root, "publish", "nothing was pushed: fix, commit, publish again", commit=commit)
 
 
 def _rejection_reason(lines: list[str]) -> str:
@@ -286,7 +286,7 @@ def publish(
         return commit
     lease = _lease(root, target, remote_head)
     guard_pushed(root, commit, remote_head)
-    full_check(root)
+    full_check(root, commit)
     push(root, target, lease)
     _report(target, commit, hub_dir)
     return commit

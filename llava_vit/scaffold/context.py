@@ -31,8 +31,8 @@ from ..repo_contract import (
     is_license_id,
     is_repo_id,
     parse_json_bytes,
-    read_regular,
 )
+from ..trust.opener import read_regular
 
 if TYPE_CHECKING:
     from ..model.configuration_llava_vit import LlavaViTConfig

@@ -22,7 +22,8 @@ from safetensors import SafetensorError, safe_open
 from ..errors import LlavaViTError, UsageError
 from ..model.configuration_llava_vit import LlavaViTConfig
 from ..model.modeling_llava_vit import LlavaViTModel
-from ..repo_contract import WEIGHTS_FILE, WEIGHTS_INDEX, ZIP_MAGIC
+from ..repo_contract import WEIGHTS_FILE, WEIGHTS_INDEX
+from ..trust.sniff import ZIP_MAGIC
 from .sizes import available_memory
 
 # Suffixes read as a torch state dict (torch.load with weights_only=True).

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..repo_contract import json_depth_ok
+from ..trust.opener import UnsafeFile, open_regular
 
 # Bytes per element of each safetensors dtype.
 DTYPE_SIZES = {
@@ -47,15 +47,6 @@ class SafetensorsHeader:
     metadata: dict[str, str]
 
 
-def _open_regular(path: Path):  # type: ignore[no-untyped-def]
-    """A binary handle on `path` that never blocks on a FIFO or device: opened non-blocking, then fstat'd."""
-    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-        os.close(descriptor)
-        raise HeaderError("is not a regular file (a folder, FIFO or device)")
-    return os.fdopen(descriptor, "rb")
-
-
 def _is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
@@ -63,8 +54,12 @@ def _is_count(value: object) -> bool:
 def read_header(path: Path) -> SafetensorsHeader:
     """Parse and validate the header of `path`, checking offsets against the file size (read via fstat): every
     tensor's byte range fits its dtype and shape, the ranges do not overlap and together cover the data."""
-    with _open_regular(path) as handle:
-        size = os.fstat(handle.fileno()).st_size
+    try:
+        opened = open_regular(path)
+    except UnsafeFile:
+        raise HeaderError("is not a regular file (a symlink, folder, FIFO or device)") from None
+    with opened as handle:
+        size = os.fstat(handle.handle.fileno()).st_size
         prefix = handle.read(8)
         if prefix == LFS_POINTER_PREFIX[:8] and prefix + handle.read(len(LFS_POINTER_PREFIX) - 8) == LFS_POINTER_PREFIX:
             raise HeaderError("is a git-lfs pointer, not the weights (run `git lfs pull`)")
