@@ -285,6 +285,7 @@ def test_input_refusals(tmp_path: Path) -> None:
         (["adopt", str(tmp_path / "nope"), str(tmp_path / "o")], "is neither a folder nor a Hub repo id"),
         (["adopt", str(source)], "name OUT, the folder to create"),
         (["adopt", str(source), "--create-pr"], "pass SOURCE as ORG/NAME"),
+        (["adopt", "org/name", "--create-pr", "--no-git"], "--create-pr sends a committed repo"),
         (["adopt", str(source), str(source / "inside")], "replacing it could delete that input"),
     ]
     for args, message in cases:
@@ -360,7 +361,7 @@ def test_upload_create_pr_can_delete_the_old_code_files(local_hub, tmp_path: Pat
     source = make_upstream(tmp_path / "src", dtype="float32", card=None)
     hub_repo = _push_upstream(local_hub, "lmms-test/by-upload", source)
     out = tmp_path / "out"
-    assert llava_vit("adopt", str(source), str(out), "--no-git", env=env).returncode == 0
+    assert llava_vit("adopt", str(source), str(out), env=env).returncode == 0
     hub_env = {**env, "HF_ENDPOINT": local_hub.endpoint, "HF_TOKEN": "hf_local_dummy", "HF_HOME": str(tmp_path / "hf")}
     hub_env.pop("HF_HUB_OFFLINE", None)
     kept = llava_vit("upload", str(out), "--repo-id", "lmms-test/by-upload", "--create-pr", env=hub_env)

@@ -211,6 +211,8 @@ def adopt(args: argparse.Namespace) -> int:
         raise UsageError("name OUT, the folder to create (or pass --create-pr with a Hub repo id)")
     if args.license is not None and not is_license_id(args.license):
         raise UsageError(f"--license {args.license!r} is not a Hub license id such as apache-2.0")
+    if args.create_pr and not args.git:
+        raise UsageError("--create-pr sends a committed repo (its hooks passed): leave out --no-git")
     if args.create_pr and Path(args.source).expanduser().exists():
         raise UsageError("--create-pr opens a pull request on a Hub repo: pass SOURCE as ORG/NAME")
     if args.create_pr:
@@ -236,7 +238,8 @@ def adopt(args: argparse.Namespace) -> int:
         try:
             with staged_folder(out, force=False) as staging:
                 proof = build(folder, source, label, staging, args.python, repo_id, args.license, scratch)
-                if args.git and args.out is not None:
+                # A pull request's folder is a committed repo too: the hooks have passed on exactly what is sent.
+                if args.git or args.create_pr:
                     from ..scaffold.init_repo import init_git
 
                     init_git(staging, repo_id, endpoint(), f"Adopted {label} with llava-vit {__version__}")
