@@ -5,7 +5,9 @@ Measures, each as the median of --repeats runs:
 - `llava-vit --help` and the startup of `guard`, `sync --fail-on-change`, `check` on a model repo,
 - a commit with the hooks installed, code unchanged (a one-line card edit), on a `small` repo and on a
   `giant` repo whose 4.6 GB weights file is sparse (the fast check reads only its header),
-- the first `check` after a code change (the clean-interpreter probe runs once, then is cached under .git/).
+- the first `check` after a code change (the clean-interpreter probe runs once, then is cached under .git/),
+- a card-only `git push` of the `small` repo after a passing one (the pre-push proof is keyed by the blob ids of
+  everything but the card: it is not run again), and the proof alone (`check --full --pushed`) on a cache hit.
 
 usage: python benchmarks/loop.py [--repeats 5] [--workdir DIR]
 """
@@ -66,6 +68,9 @@ def make_giant(small: Path, dest: Path, env: dict[str, str]) -> Path:
     shutil.copytree(small, dest, symlinks=True)
     config = preset_config("giant")
     (dest / "config.json").write_text(config_json(config, "float32"))
+    processor = json.loads((dest / "processor_config.json").read_text())
+    processor["patch_size"] = config.patch_size
+    (dest / "processor_config.json").write_text(json.dumps(processor, indent=2) + "\n")
     header, offset = {}, 0
     for name, shape in expected_shapes(config).items():
         size = 4
@@ -124,6 +129,23 @@ def main() -> None:
             shutil.rmtree(repo / ".git" / "llava-vit", ignore_errors=True)
 
         measure("llava-vit check after a code change (probe runs)", [tool("llava-vit"), "check"], small, drop_cache)
+
+        remote = work / "remote.git"
+        subprocess.run(["git", "init", "-q", "--bare", str(remote)], env=env, check=True)
+        subprocess.run(["git", "remote", "add", "bench", f"file://{remote}"], cwd=small, env=env, check=True)
+        subprocess.run(["git", "push", "-q", "bench", "HEAD:main"], cwd=small, env=env, check=True)  # the proof
+        card = small / "README.md"
+
+        def card_commit(card: Path = card) -> None:
+            card.write_text(card.read_text() + "\nOne more line.\n")
+            subprocess.run(["git", "commit", "-qam", "card"], cwd=small, env=env, check=True)
+
+        measure("git push, card-only, after a passing one (small)", ["git", "push", "-q", "bench", "HEAD:main"], small,
+                card_commit)  # fmt: skip
+        env["PRE_COMMIT_TO_REF"] = "HEAD"
+        proof = [tool("llava-vit"), "check", "--full", "--pushed"]
+        measure("llava-vit check --full --pushed, proof cached (small)", proof, small)
+        del env["PRE_COMMIT_TO_REF"]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     reference = rows[0][1]

@@ -45,10 +45,13 @@ def lfs_media_dir(repo: Path) -> Path:
     raise LlavaViTError(f"`git lfs env` in {repo} names no LocalMediaDir; update git-lfs (https://git-lfs.com)")
 
 
+GIT_LFS_MISSING = "git-lfs is not installed: install it (https://git-lfs.com), then run `git lfs install --local`"
+
+
 def lfs_object_problems(repo: Path) -> list[str]:
     """Problems that would make a push publish LFS pointers without their objects, one line each."""
     if shutil.which("git-lfs") is None:
-        return ["git-lfs is not installed: install it (https://git-lfs.com), then run `git lfs install --local`"]
+        return [GIT_LFS_MISSING]
     problems = []
     media = lfs_media_dir(repo)
     pointers = set()

@@ -7,6 +7,7 @@ It imports neither torch nor transformers, so every fast path (CLI parsing, the 
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import re
@@ -45,7 +46,7 @@ class RepoFile:
     save_pretrained) and every judge (check, verify, audit) reads its rules from here; a new file is a new row."""
 
     name: str
-    role: str  # code, config, image-processor, processor, weights-index, weights, card, example, maintainer
+    role: str  # code, config, image-processor, processor, weights-index, weights, card, example, answers, maintainer
     describe: str  # what audit's report calls it
     limit: int  # the most bytes a judge reads of it
     auto_map: dict[str, str] | None = None  # the only auto_map it may carry (None: none at any depth)
@@ -146,6 +147,8 @@ def processor_problems_of(processor: object, image_size: int | None) -> list[str
 VIDEO_SIZE = 224
 VIDEO_NUM_FRAMES = 16
 VIDEO_TARGET_FRAMES = 64
+# The ceilings of LlavaViTProcessor's memory budgets (its defaults): a repo may lower them, never raise them.
+VIDEO_BUDGETS = {"max_frame_pixels": 8192 * 8192, "max_video_bytes": 2 * 1024**3}
 
 
 def processor_config(patch_size: int) -> dict:
@@ -193,7 +196,7 @@ REPO_FILES: tuple[RepoFile, ...] = (
     RepoFile(GITATTRIBUTES_FILE, "maintainer", "git/LFS attributes", MAX_PLAIN_BYTES, required=False),
     RepoFile(GITIGNORE_FILE, "maintainer", "git ignore rules", MAX_PLAIN_BYTES, required=False),
     RepoFile(HOOKS_FILE, "maintainer", "pre-commit hooks (maintainers only)", MAX_YAML_BYTES, required=False),
-    RepoFile(ANSWERS_FILE, "maintainer", "template answers (maintainers only)", MAX_YAML_BYTES, required=False),
+    RepoFile(ANSWERS_FILE, "answers", "template answers (maintainers only)", MAX_YAML_BYTES, required=False),
 )  # fmt: skip
 _BY_NAME = {row.name: row for row in REPO_FILES}
 _SHARD_RE = re.compile(r"model-[0-9]{5}-of-[0-9]{5}\.safetensors")
@@ -216,9 +219,19 @@ def generated_files() -> tuple[str, ...]:
     return tuple(row.name for row in REPO_FILES if row.generated)
 
 
+# Never part of a model repo, whatever .gitignore says: secrets, environments, caches and temporaries, at any
+# folder depth. upload never sends them and check never judges them as the repo's.
+NEVER_SENT = (".env", ".env.*", ".venv", "venv", ".cache", "__pycache__", ".ipynb_checkpoints", ".pytest_cache",
+              ".mypy_cache", ".ruff_cache", ".DS_Store", "*.py[cod]", "*.tmp", "*.swp", "*~", ".git")  # fmt: skip
+
+
+def never_sent(path: str) -> bool:
+    return any(fnmatch.fnmatchcase(part, pattern) for part in path.split("/") for pattern in NEVER_SENT)
+
+
 # --- card, license, repo id --------------------------------------------------------------------------
 CARD_METADATA = {"library_name": "transformers", "pipeline_tag": "image-feature-extraction"}
-_LICENSE_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
+_LICENSE_RE = re.compile(r"[a-z0-9][a-z0-9.+-]*")
 # Letters, digits, '-', '_', '.'; no '--' or '..'; no leading or trailing '-' or '.'; at most 96 characters a part.
 _REPO_PART = r"(?!.*(--|\.\.))[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 _REPO_ID_RE = re.compile(rf"{_REPO_PART}/{_REPO_PART}")
@@ -230,7 +243,7 @@ REPO_ID_RULE = (
 
 def is_license_id(text: object) -> bool:
     """A Hub license id such as apache-2.0, mit, cc-by-4.0 or other."""
-    return isinstance(text, str) and bool(_LICENSE_RE.match(text))
+    return isinstance(text, str) and _LICENSE_RE.fullmatch(text) is not None
 
 
 def is_repo_id(text: str | None) -> bool:

@@ -266,6 +266,138 @@ def token_in_safetensors_metadata(at: Where) -> None:
     path.write_bytes(struct.pack("<Q", len(text)) + text.encode() + raw[8 + length :])
 
 
+# --- the trust boundary's attackers (issue 19) ---------------------------------------------------------------
+def runs_marker(at: Where) -> str:
+    """An executable that writes the marker: what a hostile git config names as a filter, hook or pager."""
+    script = at.work / "payload.sh"
+    script.write_text(f"#!/bin/sh\ntouch {at.marker}\ncat\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def git_config_runs(*keys: str, attributes: str = "") -> Step:
+    """The repo's own .git/config names the payload under `keys` (and .gitattributes routes files to it), then a
+    working-tree change that a `git status` or diff would have to filter."""
+
+    def step(at: Where) -> None:
+        payload = runs_marker(at)
+        for key in keys:
+            git(at.repo, "config", key, payload)
+        if attributes:
+            (at.repo / ".git" / "info").mkdir(exist_ok=True)
+            (at.repo / ".git" / "info" / "attributes").write_text(attributes)
+            (at.repo / ".gitattributes").write_text((at.repo / ".gitattributes").read_text() + attributes)
+        hooks = at.work / "hooks"
+        hooks.mkdir(exist_ok=True)
+        for hook in ("post-checkout", "pre-commit", "post-index-change", "reference-transaction", "pre-push"):
+            (hooks / hook).write_text(f"#!/bin/sh\ntouch {at.marker}\n")
+            (hooks / hook).chmod(0o755)
+        git(at.repo, "config", "core.hooksPath", str(hooks))
+
+    return step
+
+
+def dirty_tree(at: Where) -> None:
+    """Touch the work tree after the commit: git status would stat, filter and diff it."""
+    (at.repo / "config.json").write_text((at.repo / "config.json").read_text() + " ")
+
+
+def replace_blob(at: Where) -> None:
+    """The committed modeling file is forged; a replace ref makes git show the release file in its place."""
+    forged = subprocess.run(
+        ["git", "rev-parse", "HEAD:modeling_llava_vit.py"], cwd=at.repo, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    good = subprocess.run(
+        ["git", "hash-object", "-w", "--stdin"],
+        cwd=at.repo,
+        input=render_code_file("modeling_llava_vit.py"),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    git(at.repo, "replace", forged, good)
+
+
+def hide_behind_skip_worktree(at: Where) -> None:
+    """The forged file is committed; the work tree holds the release file and the index is told not to look."""
+    (at.repo / "modeling_llava_vit.py").write_text(render_code_file("modeling_llava_vit.py"))
+    git(at.repo, "update-index", "--skip-worktree", "modeling_llava_vit.py")
+
+
+def tamper_lfs_object(at: Where) -> None:
+    """model.safetensors's local LFS object is overwritten (same name, its oid no longer its hash)."""
+    oid = subprocess.run(
+        ["git", "lfs", "ls-files", "--long"], cwd=at.repo, capture_output=True, text=True, check=True
+    ).stdout.split()[0]
+    path = at.repo / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
+    path.chmod(0o644)
+    path.write_bytes(legacy_pickle())
+
+
+def annotated_tag(message: str) -> Step:
+    def step(at: Where) -> None:
+        git(at.repo, "tag", "-a", "v1", "-m", message)
+
+    return step
+
+
+def archive(kind: str, members: dict[str, bytes]) -> bytes:
+    import tarfile
+
+    buffer = io.BytesIO()
+    if kind == "zip":
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as out:
+            for name, data in members.items():
+                out.writestr(name, data)
+    else:
+        with tarfile.open(fileobj=buffer, mode="w:gz" if kind == "tgz" else "w") as out:
+            for name, data in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                out.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def zip_claiming_members(count: int) -> bytes:
+    """A small zip whose end-of-central-directory record claims `count` members (zip64 when needed)."""
+    data = bytearray(archive("zip", {"a.txt": b"x"}))
+    end = data.rfind(b"PK\x05\x06")
+    if count < 0xFFFF:
+        struct.pack_into("<HH", data, end + 8, count, count)
+        return bytes(data)
+    struct.pack_into("<HH", data, end + 8, 0xFFFF, 0xFFFF)
+    directory_size, directory_offset = struct.unpack_from("<II", data, end + 12)
+    record = b"PK\x06\x06" + struct.pack("<QHHIIQQQQ", 44, 45, 45, 0, 0, count, count, directory_size, directory_offset)
+    locator = b"PK\x06\x07" + struct.pack("<IQI", 0, end, 1)
+    return bytes(data[:end]) + record + locator + bytes(data[end:])
+
+
+def zip_bomb(at: Where | None = None) -> bytes:
+    """One member that inflates to 300 MB of zeros (a few hundred KB on disk)."""
+    buffer = io.BytesIO()
+    with (
+        zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as out,
+        out.open("zeros.bin", "w") as member,
+    ):
+        block = bytes(1 << 20)
+        for _ in range(300):
+            member.write(block)
+    return buffer.getvalue()
+
+
+def nested_auto_map(at: Where) -> None:
+    path = at.repo / "processor_config.json"
+    data = json.loads(path.read_text())
+    data["image_processor"] = {"auto_map": {"AutoImageProcessor": "evil_processing.P"}}
+    path.write_text(json.dumps(data))
+
+
+def cache_links_outside(at: Where) -> None:
+    shutil.rmtree(at.repo / ".git" / "llava-vit", ignore_errors=True)
+    (at.outside / "cache").mkdir()
+    (at.repo / ".git" / "llava-vit").symlink_to(at.outside / "cache")
+
+
 # --- the table --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Case:
@@ -809,6 +941,233 @@ CASES = [
             commit=False,
         ),
     ),
+    # (7) one trust boundary: one reader that runs nothing the repo configures, one sniffer, one definition of
+    # what can run, every judge on exactly what is pinned or pushed (issue 19)
+    *[
+        Case(
+            f"reader-{name}-{argv[0]}",
+            argv,
+            code,
+            message,
+            repo(forged_modeling, git_config_runs(*keys, attributes=attributes), dirty_tree, commit=True),
+        )
+        for name, keys, attributes in (
+            ("fsmonitor", ("core.fsmonitor",), ""),
+            ("filter", ("filter.evil.clean", "filter.evil.smudge", "filter.evil.process"), "*.json filter=evil\n"),
+            ("textconv", ("diff.evil.textconv", "diff.evil.command"), "* diff=evil\n"),
+            ("pager", ("core.pager", "pager.ls-tree", "pager.cat-file"), ""),
+            ("worktree", ("core.worktree",), ""),
+        )
+        for argv, code, message in (
+            (A, 1, r"modeling_llava_vit\.py: claims llava-vit \S+ but matches no recorded"),
+            (G, 0, r"^$"),
+        )
+    ],
+    Case(
+        "reader-replace-ref",
+        A,
+        1,
+        r"modeling_llava_vit\.py: claims llava-vit \S+ but matches no recorded",
+        repo(forged_modeling, commit_step(), replace_blob, commit=False),
+    ),
+    Case(
+        "reader-skip-worktree",
+        A,
+        1,
+        r"modeling_llava_vit\.py: claims llava-vit \S+ but matches no recorded",
+        repo(forged_modeling, commit_step(), hide_behind_skip_worktree, commit=False),
+    ),
+    Case(
+        "reader-lfs-object-tampered-audit",
+        A,
+        1,
+        r"model\.safetensors: .*does not match its oid",
+        repo(tamper_lfs_object, commit=False),
+    ),
+    Case(
+        "reader-lfs-object-tampered-guard",
+        ["guard", "--range", "HEAD"],
+        1,
+        r"model\.safetensors: .*does not match its oid",
+        repo(tamper_lfs_object, commit=False),
+        cwd="repo",
+    ),
+    Case(
+        "guard-annotated-tag-message",
+        G,
+        1,
+        r"tag v1:\d+: looks like a Hugging Face token",
+        repo(annotated_tag(f"release notes {TOKEN}")),
+        cwd="repo",
+    ),
+    Case(
+        "guard-pushed-tag",
+        ["guard", "--pushed"],
+        1,
+        r"tag v1:\d+: looks like a Hugging Face token",
+        repo(annotated_tag(f"release {TOKEN}")),
+        cwd="repo",
+        env=(("PRE_COMMIT_FROM_REF", "HEAD~1"), ("PRE_COMMIT_TO_REF", "HEAD")),
+    ),
+    *[
+        Case(
+            f"guard-token-{name}", G, 1, r"notes\.(txt|json):1: looks like a Hugging Face token", repo(step), cwd="repo"
+        )
+        for name, step in (
+            ("after-digit", put("notes.txt", f"id=1{TOKEN}\n")),
+            ("after-percent20", put("notes.txt", f"url?k=%20{TOKEN}\n")),
+            ("after-x20", put("notes.txt", f"k=\\x20{TOKEN}\n")),
+            ("json-unicode-escape", put("notes.json", json.dumps({"k": TOKEN}).replace("hf_", "\\u0068\\u0066_"))),
+            ("url-encoded", put("notes.txt", "k=" + "".join(f"%{ord(c):02x}" for c in TOKEN) + "\n")),
+        )
+    ],
+    *[
+        Case(f"guard-token-in-{name}", G, 1, r"notes\.\w+: holds a Hugging Face token .* in .*", repo(step), cwd="repo")
+        for name, step in (
+            ("gzip", put("notes.gz", gzip.compress(f"k={TOKEN}".encode()))),
+            ("zip-member", put("notes.zip", lambda at: archive("zip", {"a/.env": f"HF_TOKEN={TOKEN}".encode()}))),
+            ("tar-member", put("notes.tar", lambda at: archive("tar", {".env": f"HF_TOKEN={TOKEN}".encode()}))),
+            ("xz", put("notes.xz", __import__("lzma").compress(f"k={TOKEN}".encode()))),
+        )
+    ],
+    *[
+        Case(
+            f"guard-pickle-{name}",
+            G,
+            1,
+            rf"{re.escape(path)}: pickle \(recognised by content\)",
+            repo(put(path, data)),
+            cwd="repo",
+        )
+        for name, path, data in (
+            ("protocol2-headless", "notes.md", pickle.dumps({"a": [1, 2, 3]}, protocol=2)[2:]),
+            ("protocol4-framed-headless", "notes.md", pickle.dumps({"a": list(range(50))}, protocol=4)[2:]),
+            ("protocol0-text", "notes.txt", pickle.dumps({"a": 1}, protocol=0)),
+            ("in-tar", "data.tar", archive("tar", {"x.pkl": pickle.dumps([1])})),
+            ("in-tgz", "data.tgz", archive("tgz", {"x/state.bin": pickle.dumps({"k": 2})})),
+            ("in-nested-zip", "data.zip", archive("zip", {"inner.zip": archive("zip", {"w.bin": pickle.dumps(3)})})),
+            ("npz-objects", "arrays.npz", archive("zip", {"a.npy": npy_objects()})),
+            ("torch-archive-as-md", "weights.md", torch_pickle()),
+            ("joblib-zlib", "model.joblib", __import__("zlib").compress(pickle.dumps({"z": 1}))),
+        )
+    ],
+    Case(
+        "guard-zip-million-members",
+        G,
+        1,
+        r"many\.zip: a zip archive with 1000000 members .*cannot prove it holds no pickle",
+        repo(put("many.zip", zip_claiming_members(1_000_000))),
+        cwd="repo",
+        memory_mb=1200,
+    ),
+    Case(
+        "guard-zip-bomb",
+        G,
+        1,
+        r"bomb\.zip: .*beyond \d+ decompressed bytes: cannot prove it holds no pickle",
+        repo(put("bomb.zip", zip_bomb)),
+        cwd="repo",
+        memory_mb=1200,
+    ),
+    Case(
+        "guard-binary-with-text-suffix",
+        G,
+        1,
+        r"notes\.md: binary file outside git-lfs",
+        repo(put("notes.md", bytes(range(256)) * 8)),
+        cwd="repo",
+    ),
+    Case(
+        "audit-nested-auto-map-processor",
+        A,
+        1,
+        r"processor_config\.json: image_processor\.auto_map .* makes transformers import code",
+        repo(nested_auto_map),
+    ),
+    Case(
+        "audit-cross-repo-processor-class",
+        A,
+        1,
+        r"preprocessor_config\.json: image_processor_type names code in another repo",
+        repo(edit_json("preprocessor_config.json", lambda d: d.update(image_processor_type="evil/repo--proc.P"))),
+    ),
+    Case(
+        "audit-adapter-config",
+        A,
+        1,
+        r"adapter_config\.json: a PEFT adapter config",
+        repo(put("adapter_config.json", json.dumps({"base_model_name_or_path": "evil/base", "peft_type": "LORA"}))),
+    ),
+    Case(
+        "audit-use-kernels",
+        A,
+        1,
+        r"config\.json: use_kernels: asks for Hub kernels",
+        repo(edit_json("config.json", lambda d: d.update(use_kernels=True))),
+    ),
+    Case("audit-repo-id-newline", ["audit", "acme/vit\n"], 2, r"neither a folder nor a Hub repo id", repo()),
+    Case(
+        "check-nested-auto-map",
+        ["check", "{repo}"],
+        1,
+        r"processor_config\.json: image_processor\.auto_map .* makes transformers import code",
+        repo(nested_auto_map, commit=False),
+    ),
+    Case(
+        "check-extra-python",
+        ["check", "{repo}"],
+        1,
+        r"helper\.py: Python file that is not llava-vit release code",
+        repo(put("helper.py", RUNS_CODE), commit=False),
+    ),
+    Case(
+        "check-custom-pipelines",
+        ["check", "{repo}"],
+        1,
+        r"config\.json: custom_pipelines: custom pipelines run the repo's code",
+        repo(edit_json("config.json", lambda d: d.update(custom_pipelines={"x": {"impl": "p.P"}})), commit=False),
+    ),
+    Case(
+        "check-full-never-imports-unproven",
+        ["check", "{repo}", "--full"],
+        1,
+        r"modeling_llava_vit\.py: claims llava-vit \S+ but matches no recorded",
+        repo(forged_modeling, commit=False),
+    ),
+    Case(
+        "check-full-judges-the-pushed-commit",
+        ["check", "{repo}", "--full", "--pushed"],
+        1,
+        r"modeling_llava_vit\.py: claims llava-vit \S+ but matches no recorded",
+        repo(
+            forged_modeling,
+            commit_step(),
+            lambda at: (at.repo / "modeling_llava_vit.py").write_text(render_code_file("modeling_llava_vit.py")),
+            commit=False,
+        ),
+        env=(("PRE_COMMIT_TO_REF", "HEAD"),),
+    ),
+    Case(
+        "check-full-path-with-newline",
+        ["check", "{repo}", "--full", "--commit", "HEAD"],
+        1,
+        r"modeling_llava_vit\.py: claims llava-vit",
+        repo(forged_modeling, put("notes\nx.txt", "hello\n")),
+    ),
+    Case(
+        "check-cache-is-a-symlink",
+        ["check", "{repo}"],
+        2,
+        r"\.git/llava-vit is a symlink",
+        repo(cache_links_outside, commit=False),
+    ),
+    Case(
+        "verify-never-loads-unproven-code",
+        ["verify", "{repo}"],
+        1,
+        r"code provenance: .*not loaded \(its code would run\)",
+        repo(forged_modeling, commit=False),
+    ),
 ]
 
 
@@ -838,7 +1197,7 @@ sys.exit(main(sys.argv[2:]))
 def test_the_table_covers_every_class_with_at_least_forty_cases() -> None:
     assert len(CASES) >= 40 and len({case.id for case in CASES}) == len(CASES)
     prefixes = {case.id.split("-")[0] for case in CASES}
-    assert {"audit", "guard", "sync", "export", "config", "check", "card", "safetensors"} <= prefixes
+    assert {"audit", "guard", "sync", "export", "config", "check", "card", "safetensors", "reader", "verify"} <= prefixes
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])

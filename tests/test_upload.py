@@ -34,6 +34,11 @@ def one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
     return lines[-1]
 
 
+def ours_left(tmp_path: Path) -> list[Path]:
+    """Temporary folders of llava-vit's left in the run's TMPDIR (torch's own caches, such as inductor's, are not)."""
+    return [path for path in (tmp_path / "tmp").iterdir() if path.name.startswith("llava-vit")]
+
+
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
 
@@ -90,7 +95,7 @@ def test_the_one_shot_preset_path_renders_checks_and_uploads(local_hub: LocalHub
     assert result.returncode == 0, result.stdout + result.stderr
     files = git(local_hub.repo_path("acme/preset-vit"), "ls-tree", "-r", "--name-only", "main").splitlines()
     assert {"README.md", "config.json", "model.safetensors", "modeling_llava_vit.py"} <= set(files)
-    assert list((tmp_path / "tmp").iterdir()) == []
+    assert ours_left(tmp_path) == []
 
 
 def test_unreachable_hub_fails_in_one_line_and_leaves_no_temp_folder(tmp_path: Path) -> None:
@@ -100,14 +105,14 @@ def test_unreachable_hub_fails_in_one_line_and_leaves_no_temp_folder(tmp_path: P
     error = one_line_error(result, 1)
     assert f"cannot reach https://127.0.0.1:{port}" in error
     assert "hf_dummy_token" not in result.stdout + result.stderr
-    assert list((tmp_path / "tmp").iterdir()) == []
+    assert ours_left(tmp_path) == []
 
 
 def test_no_token_is_refused_before_any_work(tmp_path: Path) -> None:
     env = {"HF_ENDPOINT": f"https://127.0.0.1:{free_port()}"}
     no_token = one_line_error(upload(tmp_path, "--preset", "small", "--repo-id", "org/my-vit", env=env), 1)
     assert "no Hugging Face token" in no_token and "hf auth login" in no_token
-    assert list((tmp_path / "tmp").iterdir()) == []
+    assert ours_left(tmp_path) == []
 
 
 def test_bad_arguments_are_usage_errors(tmp_path: Path) -> None:
@@ -124,3 +129,40 @@ def test_bad_arguments_are_usage_errors(tmp_path: Path) -> None:
     }
     for args, message in cases.items():
         assert message in one_line_error(upload(tmp_path, *args, env=env), 2), args
+
+
+def test_only_what_git_would_track_is_sent(local_hub: LocalHub, tiny_repo: Path, tmp_path: Path) -> None:
+    """.gitignore is honoured, and secrets, environments, caches and temporaries are never sent."""
+    env = {"HF_ENDPOINT": local_hub.endpoint, "HF_TOKEN": "hf_local_dummy"}
+    secret = "hf_" + "Kq4" * 12
+    junk = {
+        ".env": f"HF_TOKEN={secret}\n",
+        ".env.local": f"HF_TOKEN={secret}\n",
+        "venv/lib/site.py": "import os\n",
+        ".cache/huggingface/x.lock": "",
+        "notes.tmp": "scratch\n",
+        "private/key.txt": f"{secret}\n",
+        "sub/.DS_Store": "x",
+    }
+    for name, text in junk.items():
+        (tiny_repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (tiny_repo / name).write_text(text)
+    (tiny_repo / ".gitignore").write_text((tiny_repo / ".gitignore").read_text() + "private/\n")
+    done = upload(tmp_path, str(tiny_repo), "--repo-id", "acme/tracked-only-vit", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    uploaded = set(git(local_hub.repo_path("acme/tracked-only-vit"), "ls-tree", "-r", "--name-only", "main").split())
+    assert uploaded == set(git(tiny_repo, "ls-files").splitlines()), uploaded ^ set(junk)
+    assert secret not in done.stdout + done.stderr
+
+
+def test_the_guard_stops_an_upload(local_hub: LocalHub, tiny_repo: Path, tmp_path: Path) -> None:
+    """What would be sent goes through the same guard as a publish: a pickle or a token stops everything."""
+    env = {"HF_ENDPOINT": local_hub.endpoint, "HF_TOKEN": "hf_local_dummy"}
+    (tiny_repo / "extra.bin").write_bytes(b"\x80\x04\x95" + bytes(8) + b".")
+    (tiny_repo / "notes.md").write_text("token: hf_" + "Kq4" * 12 + "\n")
+    done = upload(tmp_path, str(tiny_repo), "--repo-id", "acme/guarded-vit", env=env)
+    assert done.returncode == 1
+    assert (
+        "extra.bin: pickle (recognised by content)" in done.stderr and "notes.md:1: looks like a Hugging" in done.stderr
+    )
+    assert not local_hub.repo_path("acme/guarded-vit").exists()

@@ -13,15 +13,16 @@ import pytest
 from reference import REFERENCE, weights_path
 
 from llava_vit import LlavaViTConfig, __version__
-from llava_vit.checks.verify import PROVENANCE, Check, Report, provenance_check
+from llava_vit.checks.verify import PROVENANCE, Check, Report, judge_before_loading
 from llava_vit.cli import main
 from llava_vit.export import export_model
-from llava_vit.repo_contract import CODE_FILES, canonical_source, render_code_file
+from llava_vit.repo_contract import AUTO_MAP, CODE_FILES, canonical_source, render_code_file
 
 pytestmark = pytest.mark.slow  # end-to-end through real tools: `python -m pytest -m 'not slow'` skips it
 
 ARCH = "tiny_nohead_p8"
 CHECKS = [
+    PROVENANCE,
     "config loads",
     "processor",
     "model loads",
@@ -33,7 +34,6 @@ CHECKS = [
     "video processor and token budget",
     "outputs finite, shapes right",
     "eager and sdpa agree",
-    PROVENANCE,
 ]
 
 
@@ -82,7 +82,7 @@ def test_text_checklist(good_run: tuple[int, str]) -> None:
     checks = [Check(**check) for check in data.pop("checks")]
     text = Report(data["target"], None, data["python"], data["environment"], checks).to_text()
     assert all(f"[PASS] {name}:" in text for name in CHECKS) and text.endswith("12/12 checks passed")
-    checks[1] = Check(checks[1].name, False, "cropped")
+    checks[2] = Check(checks[2].name, False, "cropped")
     text = Report(data["target"], "v2", data["python"], data["environment"], checks).to_text()
     assert "[FAIL] processor: cropped" in text and text.endswith("11/12 checks passed; failed: processor")
     assert text.startswith(f"verify {data['target']} @ v2 (transformers ")
@@ -114,7 +114,7 @@ def _broken(good: Path, tmp_path: Path, damage: str) -> Path:
     ("damage", "check", "reason"),
     [
         ("edited-modeling", PROVENANCE, "modeling_llava_vit.py: edited by hand"),
-        ("no-auto-map", "config loads", "auto_map is None"),
+        ("no-auto-map", PROVENANCE, "auto_map is None"),
         ("cropping-processor", "processor", "into [16, 16], expected image_size x image_size = [32, 32]"),
         ("truncated-weights", "model loads", "SafetensorError"),
     ],
@@ -126,25 +126,25 @@ def test_broken_repo_fails_naming_the_check(
     assert status == 1 and report["passed"] is False
     failures = failed(report)
     assert check in failures and reason in failures[check], failures
+    if check == PROVENANCE:  # what could run is not release code: nothing is loaded, so nothing of it runs
+        assert [item["name"] for item in report["checks"]] == [PROVENANCE]
+        assert "not loaded (its code would run)" in failures[PROVENANCE]
+        return
     # Everything that does not depend on the broken part still runs and passes.
     independent = {
-        "edited-modeling": set(CHECKS) - {PROVENANCE},
         "cropping-processor": set(CHECKS) - {"processor"},
-        "no-auto-map": {PROVENANCE},
         "truncated-weights": {"config loads", "processor", PROVENANCE},
     }[damage]
     assert not independent & set(failures), failures
 
 
 def test_hub_repo_id_goes_through_huggingface_hub(tmp_path: Path, capsys, monkeypatch) -> None:
-    """A repo id is resolved by the Hub client (offline here, so it cannot be found: config loads fails)."""
+    """A repo id is listed by the Hub client before anything loads (offline here: one line, exit 1)."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    status, report = run_verify(capsys, "acme/not-in-cache", "--revision", "v1")
-    assert status == 1 and report["revision"] == "v1"
-    failures = failed(report)
-    assert "config.json" in failures["config loads"] or "offline" in failures["config loads"].lower(), failures
-    assert set(failures) == set(CHECKS), "nothing can pass without the repo"
+    status = main(["verify", "acme/not-in-cache", "--revision", "v1"])
+    err = capsys.readouterr().err
+    assert status == 1 and "acme/not-in-cache@v1" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_bad_targets_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -154,29 +154,35 @@ def test_bad_targets_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "cannot run" in capsys.readouterr().err
 
 
-def test_provenance_names_the_release(tmp_path: Path) -> None:
-    """Intact files are named by their recorded release; a self-consistent header on other code, or an edited
-    body, is flagged."""
-    current = {name: tmp_path / "release" / name for name in CODE_FILES}
-    (tmp_path / "release").mkdir()
-    for name, path in current.items():
-        path.write_text(render_code_file(name))
-    check = provenance_check({name: str(path) for name, path in current.items()})
-    assert check.passed and check.detail.count(f"llava-vit {__version__}") == len(CODE_FILES)
-
-    older = {}
+def _code_folder(folder: Path, text_of) -> Path:  # type: ignore[no-untyped-def]
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "llava_vit", "auto_map": AUTO_MAP}))
     for name in CODE_FILES:
-        older[name] = tmp_path / name
-        older[name].write_text(render_code_file(name, canonical_source(name) + "\n# 0.0.9 body\n", version="0.0.9"))
-    check = provenance_check({name: str(path) for name, path in older.items()})
+        if (text := text_of(name)) is not None:
+            (folder / name).write_text(text)
+    return folder
+
+
+def test_provenance_names_the_release(tmp_path: Path) -> None:
+    """Judged before loading: intact files are named by their recorded release; a self-consistent header on other
+    code, an edited body or a missing file is flagged, and nothing is loaded."""
+    folder = _code_folder(tmp_path / "release", render_code_file)
+    check, commit = judge_before_loading(str(folder), True, None)
+    assert check.passed and check.detail.count(f"llava-vit {__version__}") == len(CODE_FILES) and commit is None
+
+    older = _code_folder(
+        tmp_path / "older",
+        lambda name: render_code_file(name, canonical_source(name) + "\n# 0.0.9 body\n", version="0.0.9"),
+    )
+    check, _ = judge_before_loading(str(older), True, None)
     assert not check.passed and "claims llava-vit 0.0.9 but matches no recorded llava-vit release" in check.detail
 
-    current = tmp_path / "current"
-    current.mkdir()
-    for name in CODE_FILES:
-        (current / name).write_text(render_code_file(name).replace("import torch\n", "import torch  # edited\n"))
-    check = provenance_check({name: str(current / name) for name in CODE_FILES})
+    edited = _code_folder(
+        tmp_path / "edited", lambda name: render_code_file(name).replace("import torch\n", "import torch  # edited\n")
+    )
+    check, _ = judge_before_loading(str(edited), True, None)
     assert not check.passed and "modeling_llava_vit.py: edited by hand" in check.detail
 
-    check = provenance_check({CODE_FILES[0]: str(older[CODE_FILES[0]]), CODE_FILES[1]: None})
-    assert not check.passed and f"{CODE_FILES[1]} is missing" in check.detail
+    partial = _code_folder(tmp_path / "partial", lambda name: None if name == CODE_FILES[1] else render_code_file(name))
+    check, _ = judge_before_loading(str(partial), True, None)
+    assert not check.passed and f"{CODE_FILES[1]} missing" in check.detail

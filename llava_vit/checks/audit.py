@@ -16,17 +16,14 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
-from ..errors import LlavaViTError, Problem, UsageError, one_line
+from ..errors import Problem, UsageError, one_line
 from ..repo_contract import CODE_FILES, canonical_source, is_repo_id, repo_file, strip_header
 from ..trust.gitdb import find_git_dir
-from ..trust.reader import CommitSource, Entry, FolderSource, HubSource, Source
+from ..trust.reader import CommitSource, Entry, FolderSource, HubSource, Source, time_budget
 from ..trust.runnable import COMPILED_SUFFIXES, judge_entries
 
 DEFAULT_TIMEOUT = 300  # seconds an audit by repo id may take, all requests together
@@ -178,29 +175,6 @@ def audit_folder(folder: Path, target: str | None = None) -> AuditReport:
         if source.dirty():
             source.notes.append("the working tree has uncommitted changes: they are NOT judged (commit, then re-run)")
         return audit_source(source, target or str(folder), entries)
-
-
-@contextmanager
-def time_budget(seconds: float, what: str) -> Iterator[None]:
-    """Ends the work inside after `seconds` with one clear line (a slow server must not hang an audit)."""
-
-    def expired(signum: int, frame: object) -> None:
-        raise LlavaViTError(f"{what} did not finish within {seconds:g} s (a slow or stalled server?); try again later")
-
-    if seconds <= 0 or not hasattr(signal, "setitimer"):
-        yield
-        return
-    try:
-        previous = signal.signal(signal.SIGALRM, expired)
-    except ValueError:  # not the main thread: no alarm to use
-        yield
-        return
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def audit_target(target: str, revision: str | None, timeout: float = DEFAULT_TIMEOUT) -> AuditReport:

@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -41,6 +42,8 @@ from ..repo_contract import (
     PROCESSOR_AUTO_MAP,
     PROCESSOR_CONFIG_FILE,
     PROCESSOR_FILE,
+    REPO_FILES,
+    VIDEO_BUDGETS,
     WEIGHTS_FILE,
     WEIGHTS_INDEX,
     canonical_source,
@@ -52,12 +55,13 @@ from ..repo_contract import (
     safe_yaml,
 )
 from ..repo_files import write_atomic
-from ..trust.gitdb import GitDB, find_git_dir
+from ..trust.gitdb import find_git_dir
 from ..trust.opener import UnsafeFile, read_regular
-from ..trust.reader import FolderSource
+from ..trust.reader import FolderSource, repo_names
 from ..trust.runnable import judge
 from ..weights.safetensors_header import TORCH_DTYPE_NAMES, HeaderError, read_header
-from .proof import cache_root, prove_commit, pushed_tip
+from .answers import template_source_problems
+from .proof import Checks, cache_dir, prove_commit, pushed_tip
 from .sync import load_config_json
 
 _MAX_LISTED = 5
@@ -117,7 +121,7 @@ def _cache_dir(repo: Path) -> Path:
     user's cache."""
     git_dir = find_git_dir(repo)
     if git_dir is not None:
-        return cache_root(git_dir) / "probe"
+        return cache_dir(git_dir, "probe")
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llava-vit" / "probe"
 
 
@@ -219,22 +223,10 @@ def config_problems(data: dict) -> list[str]:
     return problems
 
 
-def worktree_names(repo: Path) -> list[str] | None:
-    """What a commit of `repo` would hold: tracked files and untracked ones git does not ignore (read without
-    running anything the repo configures); None for a folder that is not a git work tree."""
-    if find_git_dir(repo) is None:
-        return None
-    with GitDB(repo) as db:
-        out = db.refs_git(
-            "--work-tree", str(repo.resolve()), "ls-files", "-z", "--cached", "--others", "--exclude-standard"
-        )
-    return sorted({name for name in out.decode("utf-8", "surrogateescape").split("\0") if name})
-
-
 def runnable_problems(repo: Path) -> list[str]:
     """The definition of what can run, on the files a commit of `repo` would hold: every code file must be this
     installed llava-vit's, nothing else may run."""
-    with FolderSource(repo, worktree_names(repo)) as source:
+    with FolderSource(repo, repo_names(repo)) as source:
         return [str(problem) for problem in judge(source, installed_only=True).problems]
 
 
@@ -345,6 +337,13 @@ def processor_config_problems(repo: Path, patch_size: int | None) -> list[str]:
         problems.append(
             f"{PROCESSOR_CONFIG_FILE}: patch_size is {values['patch_size']}, the model's is {patch_size}; fix it"
         )
+    for key, ceiling in VIDEO_BUDGETS.items():
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= ceiling):
+            problems.append(
+                f"{PROCESSOR_CONFIG_FILE}: {key} must be a positive integer of at most {ceiling} (the memory budget "
+                "that refuses a hostile video before decoding); lower it or remove it"
+            )
     if values["video_size"] % values["patch_size"]:
         problems.append(
             f"{PROCESSOR_CONFIG_FILE}: video_size {values['video_size']} is not a multiple of patch_size "
@@ -392,27 +391,57 @@ def card_problems(repo: Path) -> list[str]:
     return problems
 
 
+@dataclass
+class Context:
+    """What every file's check may read: the repo, its config.json and what the model code says about it."""
+
+    repo: Path
+    data: dict
+    facts: ModelFacts
+
+
+def _config_checks(context: Context) -> list[str]:
+    problems = config_problems(context.data)
+    if context.facts.problem:
+        problems.append(context.facts.problem)
+    if context.facts.config_error:
+        problems.append(
+            f"config.json: {context.facts.config_error}; fix the value or re-create it with `llava-vit export`"
+        )
+    return problems
+
+
+# The check of each role of the table of repo files (repo_contract.REPO_FILES): a new row names a role here.
+# Code and the example are judged by the definition of what can run (trust.runnable), run before these.
+ROLE_CHECKS: dict[str, Callable[[Context], list[str]]] = {
+    "config": _config_checks,
+    "code": lambda context: [],
+    "example": lambda context: [],
+    "weights": lambda context: weight_problems(context.repo, context.data, context.facts.shapes or None),
+    "weights-index": lambda context: [],  # read with the weights: the index names the shards
+    "image-processor": lambda context: processor_problems(context.repo, context.facts.image_size),
+    "processor": lambda context: processor_config_problems(context.repo, context.facts.patch_size),
+    "card": lambda context: card_problems(context.repo),
+    "answers": lambda context: template_source_problems(context.repo),
+    "maintainer": lambda context: [],
+}
+
+
 def fast_problems(repo: Path, probe_cache: Path | None = None, judged: bool = False) -> list[str]:
     """Everything the pre-commit check proves, one fix-it line per problem; reads no tensor data and never
     runs the repo's code. `judged`: what can run was already judged (on the commit itself)."""
     data = load_config_json(repo)
     probe = ModelProbe(repo, probe_cache)
     try:
-        problems = config_problems(data) + ([] if judged else runnable_problems(repo))
-        card = card_problems(repo)
+        problems = [] if judged else runnable_problems(repo)
         facts = probe.facts()
     except BaseException:
         probe.kill()
         raise
-    if facts.problem:
-        problems.append(facts.problem)
-    if facts.config_error:
-        problems.append(f"config.json: {facts.config_error}; fix the value or re-create it with `llava-vit export`")
-    expected = facts.shapes or None
-    problems += weight_problems(repo, data, expected)
-    problems += processor_problems(repo, facts.image_size)
-    problems += processor_config_problems(repo, facts.patch_size)
-    return problems + card
+    context = Context(repo, data, facts)
+    for role in dict.fromkeys(row.role for row in REPO_FILES):
+        problems += ROLE_CHECKS[role](context)
+    return problems
 
 
 def _progress(line: str) -> None:
@@ -424,13 +453,18 @@ def full_problems(repo: Path, commit: str | None = None, use_cache: bool = True)
     Else the working tree: the fast check; in a git repo, every LFS file has its object and git-lfs's pre-push
     hook will upload them; then, when all that passed, `llava-vit verify` (a real load and forward in a fresh
     interpreter)."""
-    from ..git_lfs import lfs_object_problems, lfs_push_hook_problems
+    from ..git_lfs import GIT_LFS_MISSING, lfs_object_problems, lfs_push_hook_problems
     from .verify import verify
 
     git_repo = find_git_dir(repo) is not None
     if commit is not None:
-        hook = lfs_push_hook_problems(repo)
-        return hook + prove_commit(repo, commit, _progress, use_cache=use_cache)
+        hook = lfs_push_hook_problems(repo) if shutil.which("git-lfs") else [GIT_LFS_MISSING]
+        checks = Checks(
+            fast=lambda folder, cache: fast_problems(folder, probe_cache=cache, judged=True),
+            card=card_problems,
+            progress=_progress,
+        )
+        return hook + prove_commit(repo, commit, checks, use_cache=use_cache)
     problems = fast_problems(repo)
     lfs_problems = lfs_object_problems(repo) + lfs_push_hook_problems(repo) if git_repo else []
     if problems or lfs_problems:

@@ -21,6 +21,7 @@ import stat
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
@@ -32,20 +33,22 @@ from ..trust.gitdb import GitDB
 from ..trust.opener import UnsafeFile, read_regular
 from ..trust.reader import CommitSource, Entry, lfs_attributes, valid_repo_path
 from ..trust.runnable import judge_entries
+from .verify import verify
 
 PROOF_VERSION = "1"
 
 
-def cache_root(git_common_dir: Path) -> Path:
-    """`.git/llava-vit` of a clone, refused when it (or `.git` itself) is a symlink: a cache read through a link
-    could be anyone's verdict."""
-    for path in (git_common_dir, git_common_dir / "llava-vit"):
-        if path.is_symlink():
-            raise UsageError(f"{path} is a symlink; llava-vit keeps its caches only in a real folder: remove the link")
-    root = git_common_dir / "llava-vit"
-    if root.exists() and not stat.S_ISDIR(root.lstat().st_mode):
-        raise UsageError(f"{root} is not a folder; remove it")
-    return root
+def cache_dir(git_common_dir: Path, name: str) -> Path:
+    """`.git/llava-vit/NAME` of a clone (the probe's and the proofs' caches), refused when any part of it is a
+    symlink or not a folder: a cache read through a link could be anyone's verdict."""
+    path = git_common_dir
+    for part in ("llava-vit", name):
+        path = path / part
+        if path.is_symlink() or (path.exists() and not stat.S_ISDIR(path.lstat().st_mode)):
+            raise UsageError(f"{path} is a symlink or not a folder; llava-vit keeps caches in real folders: remove it")
+    if git_common_dir.is_symlink():
+        raise UsageError(f"{git_common_dir} is a symlink; llava-vit keeps its caches in real folders: remove it")
+    return path
 
 
 def _versions() -> str:
@@ -127,40 +130,45 @@ def lfs_problems(source: CommitSource, entries: list[Entry]) -> list[str]:
     ]
 
 
-def _card_problems(source: CommitSource, entries: list[Entry], folder: Path) -> list[str]:
-    from .check import card_problems
+@dataclass(frozen=True)
+class Checks:
+    """The checks a proof runs on the materialized folder (the fast check's, handed in by `check`, which owns
+    them): `fast(folder, probe_cache)` and `card(folder)`."""
 
+    fast: Callable[[Path, Path], list[str]]
+    card: Callable[[Path], list[str]]
+    progress: Callable[[str], None]
+
+
+def _card_problems(source: CommitSource, entries: list[Entry], folder: Path, checks: Checks) -> list[str]:
     card = next((entry for entry in entries if entry.path == CARD_FILE and entry.kind == "file"), None)
     if card is not None and not (folder / CARD_FILE).exists():
         try:
             (folder / CARD_FILE).write_bytes(source.read(card, MAX_PLAIN_BYTES))
         except (UnsafeFile, OSError) as error:
             return [f"{CARD_FILE}: {one_line(error)}"]
-    return card_problems(folder)
+    return checks.card(folder)
 
 
-def prove_commit(repo: Path, ref: str, progress: Callable[[str], None], *, use_cache: bool = True) -> list[str]:
+def prove_commit(repo: Path, ref: str, checks: Checks, *, use_cache: bool = True) -> list[str]:
     """Every problem of the commit `ref` of the git repo `repo`, judged on that commit alone; [] is a pass."""
-    from .check import fast_problems
-    from .verify import verify
 
     with CommitSource(repo, ref) as source:
         entries = source.entries()
-        root = cache_root(source.db.common_dir)
-        record = root / "proofs" / proof_key(entries)
+        record = cache_dir(source.db.common_dir, "proofs") / proof_key(entries)
         with tempfile.TemporaryDirectory(prefix="llava-vit-proof-") as scratch:
             folder = Path(scratch) / "repo"
             folder.mkdir()
             if use_cache and _passed(record):
-                return _card_problems(source, entries, folder)
+                return _card_problems(source, entries, folder, checks)
             problems = materialize(source, entries, folder) + lfs_problems(source, entries)
             problems += [str(problem) for problem in judge_entries(source, entries, installed_only=True).problems]
             if not problems:
-                problems = fast_problems(folder, probe_cache=root / "probe", judged=True)
+                problems = checks.fast(folder, cache_dir(source.db.common_dir, "probe"))
             if problems:
                 return problems
-            progress(f"verify: loading commit {source.commit[:12]} in a fresh interpreter ...")
-            report = verify(str(folder), on_check=lambda check: progress(f"verify:{check.line()}"))
+            checks.progress(f"verify: loading commit {source.commit[:12]} in a fresh interpreter ...")
+            report = verify(str(folder), on_check=lambda check: checks.progress(f"verify:{check.line()}"))
             if not report.passed:
                 hint = f"run `llava-vit verify {repo}` for the full report"
                 failed = [check for check in report.checks if not check.passed]

@@ -17,11 +17,11 @@ from ..cli import program_name
 from ..errors import LlavaViTError, UsageError
 from ..repo_contract import (
     AUTO_MAP,
-    CODE_FILES,
     CONFIG_FILE,
     MAX_JSON_BYTES,
     PROCESSOR_AUTO_MAP,
     PROCESSOR_CONFIG_FILE,
+    generated_files,
     parse_json_bytes,
     processor_config,
 )
@@ -90,7 +90,7 @@ def sync_repo(repo: Path) -> list[str]:
             f"{repo} is a OneVision-Encoder repo (model_type onevision_encoder); sync changed nothing: convert it "
             f"with `llava-vit adopt {repo} NEW_FOLDER`"
         )
-    remove_leftovers(repo, (*CODE_FILES, CONFIG_FILE, PROCESSOR_CONFIG_FILE))
+    remove_leftovers(repo, (CONFIG_FILE, *generated_files()))
     changed = write_code_files(repo)
     if sync_auto_map(repo):
         changed.append(CONFIG_FILE)

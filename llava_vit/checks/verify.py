@@ -28,12 +28,12 @@ from ..repo_contract import (
     WEIGHTS_FILE,
     WEIGHTS_INDEX,
     is_repo_id,
-    judge_code,
 )
 
 WORKER = Path(__file__).resolve().parent / "_verify_worker.py"
 DTYPE_CHOICES = ("float32", "bfloat16", "float16", "auto")
 PROVENANCE = "code provenance"
+LOAD_PROCESS = "load process"
 
 
 @dataclass(frozen=True)
@@ -80,28 +80,30 @@ class Report:
         return "\n".join([self.heading(), *(check.line() for check in self.checks), self.summary()])
 
 
-def provenance_check(code_files: dict[str, str | None]) -> Check:
-    """Are the repo's code files a canonical llava-vit release, byte for byte, and which one?"""
-    found, problems = [], []
+def judge_before_loading(target: str, local: bool, revision: str | None) -> tuple[Check, str | None]:
+    """The definition of what can run (`trust.runnable`), judged before anything is loaded: a repo whose runnable
+    files are not all release code is never imported. Returns the check and, for a Hub repo, the 40-hex commit
+    that was judged (the load is pinned to it)."""
+    from ..trust.reader import FolderSource, HubSource, Source, repo_names, time_budget
+    from ..trust.runnable import judge
+
+    source: Source
+    if local:
+        source = FolderSource(Path(target), repo_names(Path(target)))
+    else:
+        with time_budget(300, f"listing {target}"):
+            source = HubSource(target, revision)
+    with source:
+        judgement = judge(source)
+    if not judgement.ok:
+        problems = "; ".join(str(problem) for problem in judgement.problems[:5])
+        return Check(PROVENANCE, False, f"{problems}; not loaded (its code would run): run `llava-vit audit`"), None
+    found = []
     for name in CODE_FILES:
-        path = code_files.get(name)
-        if path is None:
-            problems.append(f"{name} is missing")
-            continue
-        try:
-            verdict = judge_code(name, Path(path).read_bytes().decode("utf-8"))
-        except UnicodeDecodeError:
-            problems.append(f"{name}: not UTF-8 text, so not llava-vit's code")
-            continue
-        if verdict.problem is not None:
-            problems.append(verdict.problem)
-        elif verdict.installed:
-            found.append(f"{name}: llava-vit {verdict.release}")
-        else:
-            found.append(f"{name}: llava-vit {verdict.release} (not the installed one, {__version__})")
-    if problems:
-        return Check(PROVENANCE, False, "; ".join(problems) + "; run `llava-vit sync` to restore the canonical files")
-    return Check(PROVENANCE, True, "; ".join(found))
+        verdict = judgement.code[name].verdict
+        installed = f"identical to llava-vit {__version__}"
+        found.append(f"{name}: {verdict}" + ("" if verdict == installed else f" (installed: {__version__})"))
+    return Check(PROVENANCE, True, "; ".join(found)), source.commit
 
 
 def _worker_environment(modules_cache: Path) -> dict[str, str]:
@@ -154,6 +156,13 @@ def verify(
         "processor_auto_map": PROCESSOR_AUTO_MAP,
     }
     report = Report(target=target, revision=revision, python=interpreter)
+    judged, commit = judge_before_loading(target, local, revision)
+    report.checks.append(judged)
+    (on_check or (lambda check: None))(judged)
+    if not judged.passed:
+        return report
+    if commit is not None:
+        request["revision"] = commit
     with tempfile.TemporaryDirectory(prefix="llava-vit-verify-") as work:
         result_path, progress_path = Path(work) / "result.json", Path(work) / "progress.jsonl"
         request["progress_path"] = str(progress_path)
@@ -179,12 +188,11 @@ def verify(
             errors = stderr.read()
         if process.returncode != 0 or not result_path.is_file():
             tail = " ".join(errors.strip().splitlines()[-3:])
-            report.checks.append(Check("load process", False, f"{interpreter} exited {process.returncode}: {tail}"))
+            report.checks.append(Check(LOAD_PROCESS, False, f"{interpreter} exited {process.returncode}: {tail}"))
             return report
         result = json.loads(result_path.read_text(encoding="utf-8"))
     report.environment = result["environment"]
-    report.checks = [Check(**check) for check in result["checks"]]
-    report.checks.append(provenance_check(result["code_files"]))
+    report.checks += [Check(**check) for check in result["checks"]]
     return report
 
 
@@ -195,7 +203,8 @@ def run(args: argparse.Namespace) -> int:
         return 0 if report.passed else 1
     print(f"verify {args.target}: loading it in a fresh interpreter ...", flush=True)
     report = verify(args.target, args.revision, args.dtype, args.python, lambda c: print(c.line(), flush=True))
-    print(report.checks[-1].line())  # code provenance (judged here after the load) or why the load failed
+    if report.checks[-1].name == LOAD_PROCESS:
+        print(report.checks[-1].line())  # why the load process failed (not reported as it went)
     print(f"{report.heading()}: {report.summary()}")
     return 0 if report.passed else 1
 

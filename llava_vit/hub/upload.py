@@ -9,50 +9,17 @@ Hub.
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from ..cli import program_name
-from ..errors import CheckFailed, LlavaViTError, UsageError
+from ..errors import CheckFailed, UsageError
 from ..model.presets import resolve_preset
-from ..trust.gitdb import GitDB, find_git_dir, git_command, git_environment
-from ..trust.reader import FolderSource
+from ..trust.reader import FolderSource, repo_names
 from .access import endpoint, ensure_hub_repo, hub_errors, require_token, validate_repo_id
 from .publish import loading_snippet
-
-# Never uploaded, whatever .gitignore says: secrets, environments, caches and temporaries (any folder depth).
-NEVER_SENT = (".env", ".env.*", ".venv", "venv", ".cache", "__pycache__", ".ipynb_checkpoints", ".pytest_cache",
-              ".mypy_cache", ".ruff_cache", ".DS_Store", "*.py[cod]", "*.tmp", "*.swp", "*~", ".git")  # fmt: skip
-
-
-def _never_sent(path: str) -> bool:
-    return any(fnmatch.fnmatchcase(part, pattern) for part in path.split("/") for pattern in NEVER_SENT)
-
-
-def files_to_send(folder: Path) -> list[str]:
-    """What `git add -A` would take from `folder` (its .gitignore files honoured, read by git without running
-    anything the folder configures), less NEVER_SENT."""
-    git_dir = find_git_dir(folder)
-    with tempfile.TemporaryDirectory(prefix="llava-vit-upload-") as scratch:
-        base = ["--work-tree", str(folder.resolve()), "ls-files", "-z", "--others", "--exclude-standard"]
-        if git_dir is not None:
-            with GitDB(folder) as db:
-                out = db.refs_git(*base, "--cached")
-        else:
-            env = {**git_environment({}), "GIT_DIR": scratch}
-            (Path(scratch) / "refs").mkdir()
-            (Path(scratch) / "HEAD").write_text("ref: refs/heads/main\n")
-            (Path(scratch) / "config").write_text("[core]\n\trepositoryformatversion = 0\n")
-            result = subprocess.run(git_command(*base), cwd=scratch, env=env, capture_output=True, check=False)
-            if result.returncode:
-                raise LlavaViTError(f"cannot list {folder}: {result.stderr.decode('utf-8', 'replace').strip()}")
-            out = result.stdout
-    names = {name for name in out.decode("utf-8", "surrogateescape").split("\0") if name}
-    return sorted(name for name in names if not _never_sent(name) and (folder / name).is_file())
 
 
 def require_guarded(folder: Path, names: list[str]) -> None:
@@ -103,7 +70,7 @@ def upload_folder(
     token = token or require_token()
     from ..checks.check import require_full_check
 
-    names = files_to_send(folder)
+    names = repo_names(folder)
     require_guarded(folder, names)
     require_full_check(folder, "upload", "nothing was uploaded: fix them and upload again")
     ensure_hub_repo(repo_id, token, private)

@@ -24,6 +24,10 @@ GEOMETRY_LIMITS = {
 }
 MAX_PARAMETERS = 50 * 10**9
 MAX_PATCHES = 65536  # per frame: a 256 x 256 grid (448 / 14 is 32 x 32)
+# transformers builds id2label/label2id from num_labels (a dict entry per label) in PretrainedConfig.__init__, so
+# these are checked before it runs. ImageNet-21k has 21843 classes; 100000 labels cost about 20 MB of dicts.
+MAX_LABELS = 100_000
+MAX_LABEL_CHARS = 1024  # one label's name
 
 
 def image_processor_fields(image_size: int) -> dict[str, Any]:
@@ -109,6 +113,7 @@ class LlavaViTConfig(PretrainedConfig):
         self.use_head = use_head
         self.initializer_range = initializer_range
         self._validate_geometry()
+        _validate_labels(kwargs)
         super().__init__(**kwargs)
 
     def save_pretrained(self, save_directory: Any, push_to_hub: bool = False, **kwargs: Any) -> None:
@@ -217,6 +222,30 @@ class LlavaViTConfig(PretrainedConfig):
             raise ValueError(
                 f"unknown layer_norm_type {self.layer_norm_type!r}; expected one of {', '.join(LAYER_NORM_TYPES)}"
             )
+
+
+def _validate_labels(kwargs: dict[str, Any]) -> None:
+    """num_labels, id2label and label2id within MAX_LABELS (and MAX_LABEL_CHARS per name), before transformers
+    allocates a dict entry per label from them."""
+    num_labels = kwargs.get("num_labels")
+    if num_labels is not None:
+        if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 0:
+            raise ValueError(f"num_labels must be a non-negative integer, got {num_labels!r}")
+        if num_labels > MAX_LABELS:
+            raise ValueError(f"num_labels = {num_labels} is more than any LlavaViT head needs (at most {MAX_LABELS})")
+    for name in ("id2label", "label2id"):
+        mapping = kwargs.get(name)
+        if mapping is None:
+            continue
+        if not isinstance(mapping, dict):
+            raise ValueError(f"{name} must be a mapping (JSON object), got {type(mapping).__name__}")
+        if len(mapping) > MAX_LABELS:
+            raise ValueError(
+                f"{name} has {len(mapping)} entries, more than any LlavaViT head needs (at most {MAX_LABELS})"
+            )
+        longest = max((len(item) for pair in mapping.items() for item in pair if isinstance(item, str)), default=0)
+        if longest > MAX_LABEL_CHARS:
+            raise ValueError(f"{name} holds a label of {longest} characters (at most {MAX_LABEL_CHARS})")
 
 
 __all__ = ["LlavaViTConfig"]

@@ -15,6 +15,13 @@ import numpy as np
 import torch
 from transformers import BatchFeature, ProcessorMixin
 
+# Memory budgets of one call, checked before anything is decoded or converted: a frame of at most 8192 x 8192
+# pixels (8K UHD is 7680 x 4320), and at most 2 GiB of sampled RGB frames over its clips (frames x height x
+# width x 3 bytes; 16 frames of 4K take 398 MB). A file's frame size comes from its stream's metadata, read
+# before decoding.
+MAX_FRAME_PIXELS = 8192 * 8192
+MAX_VIDEO_BYTES = 2 * 1024**3
+
 
 class LlavaViTProcessor(ProcessorMixin):
     """Images as the CLIP image processor prepares them; videos sampled, resized and placed on a timeline.
@@ -29,6 +36,11 @@ class LlavaViTProcessor(ProcessorMixin):
     clip; the first frame counts whole, like a codec's key frame) and returns their `visible_indices` (B, K),
     so that `model(**inputs)` encodes only those. Clips in one batch must come out with the same number of
     frames: with `fps` sampling, clips of different lengths are refused (process them one by one).
+
+    `max_frame_pixels` (width x height of one frame) and `max_video_bytes` (sampled frames x height x width x 3,
+    summed over the clips of one call) bound the memory a call may take; a clip over either is refused before it
+    is decoded (a file, from its stream's metadata) or converted (frames and arrays). Raise them as keywords or in
+    processor_config.json for larger videos.
     """
 
     attributes = ["image_processor"]
@@ -42,6 +54,8 @@ class LlavaViTProcessor(ProcessorMixin):
         num_frames: int = 16,
         target_frames: int = 64,
         patch_size: int = 14,
+        max_frame_pixels: int = MAX_FRAME_PIXELS,
+        max_video_bytes: int = MAX_VIDEO_BYTES,
         **kwargs: Any,
     ) -> None:
         for name, value in (
@@ -49,6 +63,8 @@ class LlavaViTProcessor(ProcessorMixin):
             ("num_frames", num_frames),
             ("target_frames", target_frames),
             ("patch_size", patch_size),
+            ("max_frame_pixels", max_frame_pixels),
+            ("max_video_bytes", max_video_bytes),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -58,6 +74,8 @@ class LlavaViTProcessor(ProcessorMixin):
         self.num_frames = num_frames
         self.target_frames = target_frames
         self.patch_size = patch_size
+        self.max_frame_pixels = max_frame_pixels
+        self.max_video_bytes = max_video_bytes
         super().__init__(image_processor, **kwargs)
 
     def __call__(
@@ -91,7 +109,8 @@ class LlavaViTProcessor(ProcessorMixin):
         elif not isinstance(fps, int | float) or isinstance(fps, bool) or fps <= 0:
             raise ValueError(f"fps must be a positive number, got {fps!r}")
 
-        clips = [_sample_clip(clip, num_frames, fps) for clip in _split_batch(videos)]
+        budget = _Budget(self.max_frame_pixels, self.max_video_bytes)
+        clips = [_sample_clip(clip, num_frames, fps, budget) for clip in _split_batch(videos)]
         lengths = sorted({len(clip) for clip in clips})
         if len(lengths) > 1:
             raise ValueError(
@@ -179,15 +198,47 @@ def _split_batch(videos: Any) -> list[Any]:
     )
 
 
-def _sample_indices(total: int, num_frames: int | None, fps: float | None, source_fps: float | None) -> np.ndarray:
-    """Uniform sampling over the whole clip, first and last frame included."""
+class _Budget:
+    """The memory one call may take: `frame_pixels` per frame, `video_bytes` for the sampled RGB frames of all
+    its clips."""
+
+    def __init__(self, frame_pixels: int, video_bytes: int) -> None:
+        self.frame_pixels = frame_pixels
+        self.video_bytes = video_bytes
+        self.spent = 0
+
+    def check(self, frames: int, height: int, width: int, what: str) -> None:
+        """Refuse `frames` sampled frames of height x width, before they are decoded or converted."""
+        if height * width > self.frame_pixels:
+            raise ValueError(
+                f"{what}: a frame of {width}x{height} pixels is over the budget of {self.frame_pixels} pixels; "
+                "pass a smaller video, or raise max_frame_pixels if this machine has the memory"
+            )
+        total = frames * height * width * 3
+        if self.spent + total > self.video_bytes:
+            before = f" after the batch's other clips' {self.spent / 2**20:.0f} MiB" if self.spent else ""
+            raise ValueError(
+                f"{what}: {frames} frames of {width}x{height} decode to {total / 2**20:.0f} MiB{before}, over the "
+                f"budget of {self.video_bytes / 2**20:.0f} MiB; sample fewer frames, or raise max_video_bytes"
+            )
+        self.spent += total
+
+
+def _sample_count(total: int, num_frames: int | None, fps: float | None, source_fps: float | None) -> int:
+    """How many frames uniform sampling takes (nothing allocated yet)."""
     if fps is not None:
         if not source_fps:
             raise ValueError("fps sampling needs the video's frame rate: pass a video file, or num_frames for frames")
         num_frames = max(1, int(total / source_fps * fps))
+    assert num_frames is not None
     if total < num_frames:
         raise ValueError(f"the video has {total} frames, fewer than the {num_frames} asked; pass num_frames<={total}")
-    return np.linspace(0, total - 1, num_frames).round().astype(int)
+    return num_frames
+
+
+def _sample_indices(total: int, count: int) -> np.ndarray:
+    """Uniform sampling of `count` of `total` frames, first and last frame included."""
+    return np.linspace(0, total - 1, count).round().astype(int)
 
 
 def _as_frame(frame: Any) -> np.ndarray:
@@ -201,10 +252,18 @@ def _as_frame(frame: Any) -> np.ndarray:
     return array
 
 
-def _sample_clip(clip: Any, num_frames: int | None, fps: float | None) -> np.ndarray:
-    """(T, H, W, 3) uint8 frames of one clip after sampling."""
+def _frame_size(frame: Any) -> tuple[int, int]:
+    """(height, width) of a frame without converting it: a PIL image's size, an array's first two dimensions."""
+    if hasattr(frame, "convert") and not isinstance(frame, np.ndarray | torch.Tensor):
+        width, height = frame.size
+        return int(height), int(width)
+    return int(frame.shape[0]), int(frame.shape[1])
+
+
+def _sample_clip(clip: Any, num_frames: int | None, fps: float | None, budget: _Budget) -> np.ndarray:
+    """(T, H, W, 3) uint8 frames of one clip after sampling, within `budget`."""
     if _is_path(clip):
-        return _decode(clip if isinstance(clip, str) else clip.__fspath__(), num_frames, fps)
+        return _decode(clip if isinstance(clip, str) else clip.__fspath__(), num_frames, fps, budget)
     if fps is not None:
         raise ValueError("fps sampling needs the video's frame rate: pass a video file, or num_frames for frames")
     if isinstance(clip, np.ndarray | torch.Tensor) and clip.ndim == 4:
@@ -218,7 +277,10 @@ def _sample_clip(clip: Any, num_frames: int | None, fps: float | None) -> np.nda
         )
     if not frames:
         raise ValueError("a video has no frames")
-    arrays = [_as_frame(frames[i]) for i in _sample_indices(len(frames), num_frames, None, None)]
+    indices = _sample_indices(len(frames), _sample_count(len(frames), num_frames, None, None))
+    height, width = max((_frame_size(frames[i]) for i in indices), key=lambda size: size[0] * size[1])
+    budget.check(len(indices), height, width, "a video")
+    arrays = [_as_frame(frames[i]) for i in indices]
     sizes = sorted({a.shape[:2] for a in arrays})
     if len(sizes) > 1:
         raise ValueError(f"the frames of a video must all have one size, got {', '.join(f'{h}x{w}' for h, w in sizes)}")
@@ -239,7 +301,7 @@ class _VideoError(ValueError):
     """A problem `_decode` found itself (its message is already complete)."""
 
 
-def _decode(path: str, num_frames: int | None, fps: float | None) -> np.ndarray:
+def _decode(path: str, num_frames: int | None, fps: float | None, budget: _Budget) -> np.ndarray:
     """Decode only the sampled frames of a video file with transformers' `load_video` (PyAV backend)."""
     try:
         open(path, "rb").close()
@@ -259,11 +321,16 @@ def _decode(path: str, num_frames: int | None, fps: float | None) -> np.ndarray:
         if not total:
             raise _VideoError(f"{path}: no video frames found (empty or not a video)")
         try:
-            indices = _sample_indices(total, num_frames, fps, metadata.fps)
+            count = _sample_count(total, num_frames, fps, metadata.fps)
+            # The stream's declared frame size, read before any frame is decoded (0 when unknown: refused).
+            height, width = int(getattr(metadata, "height", 0) or 0), int(getattr(metadata, "width", 0) or 0)
+            if height <= 0 or width <= 0:
+                raise ValueError("its frame size is unknown before decoding, so its memory cannot be bounded")
+            budget.check(count, height, width, "the video")
         except ValueError as error:
             raise _VideoError(f"{path}: {error}") from None
-        asked.append(len(indices))
-        return indices
+        asked.append(count)
+        return _sample_indices(total, count)
 
     try:
         frames, _ = load_video(path, backend="pyav", sample_indices_fn=sample)

@@ -12,18 +12,20 @@ import hashlib
 import io
 import os
 import re
+import signal
 import stat
 import subprocess
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import LlavaViTError, UsageError
-from ..repo_contract import LFS_POINTER_MAX_BYTES, MAX_PLAIN_BYTES, parse_lfs_pointer
-from .gitdb import GitDB, git_command, git_environment
+from ..repo_contract import LFS_POINTER_MAX_BYTES, MAX_PLAIN_BYTES, never_sent, parse_lfs_pointer
+from .gitdb import GitDB, find_git_dir, git_command, git_environment
 from .opener import CappedReader, UnsafeFile, open_regular, read_regular
 from .sniff import SNIFF_BYTES, Sniffed, sniff, sniff_ends
 
@@ -108,6 +110,30 @@ def lfs_attributes(attributes: bytes, paths: list[str]) -> set[str]:
         )
     fields = result.stdout.decode("utf-8", "surrogateescape").split("\0")
     return {fields[i] for i in range(0, len(fields) - 2, 3) if fields[i + 2] == "lfs"}
+
+
+def repo_names(folder: Path) -> list[str]:
+    """What a commit or an upload of one's own `folder` would hold: what `git add -A` would take (its .gitignore
+    files honoured, read by git without running anything the folder configures), less what is never sent. (Audit,
+    which judges a folder someone handed you, walks every file instead.)"""
+    git_dir = find_git_dir(folder)
+    with tempfile.TemporaryDirectory(prefix="llava-vit-names-") as scratch:
+        base = ["--work-tree", str(folder.resolve()), "ls-files", "-z", "--others", "--exclude-standard"]
+        if git_dir is not None:
+            with GitDB(folder) as db:
+                out = db.refs_git(*base, "--cached")
+        else:
+            env = {**git_environment({}), "GIT_DIR": scratch}
+            (Path(scratch) / "refs").mkdir()
+            (Path(scratch) / "objects").mkdir()
+            (Path(scratch) / "HEAD").write_text("ref: refs/heads/main\n")
+            (Path(scratch) / "config").write_text("[core]\n\trepositoryformatversion = 0\n")
+            result = subprocess.run(git_command(*base), cwd=scratch, env=env, capture_output=True, check=False)
+            if result.returncode:
+                raise LlavaViTError(f"cannot list {folder}: {result.stderr.decode('utf-8', 'replace').strip()}")
+            out = result.stdout
+    names = {name for name in out.decode("utf-8", "surrogateescape").split("\0") if name}
+    return sorted(name for name in names if not never_sent(name) and (folder / name).is_file())
 
 
 class FolderSource(Source):
@@ -445,3 +471,26 @@ def _capped(status: int, chunks: Iterator[bytes], byte_range: str | None, cap: i
 
 def first_line(error: BaseException) -> str:
     return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+
+
+@contextmanager
+def time_budget(seconds: float, what: str) -> Iterator[None]:
+    """Ends the work inside after `seconds` with one clear line (a slow server must not hang an audit)."""
+
+    def expired(signum: int, frame: object) -> None:
+        raise LlavaViTError(f"{what} did not finish within {seconds:g} s (a slow or stalled server?); try again later")
+
+    if seconds <= 0 or not hasattr(signal, "setitimer"):
+        yield
+        return
+    try:
+        previous = signal.signal(signal.SIGALRM, expired)
+    except ValueError:  # not the main thread: no alarm to use
+        yield
+        return
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

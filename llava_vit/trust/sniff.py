@@ -37,6 +37,7 @@ _BINARY_SNIFF_BYTES = 8000
 ZIP_MAGIC = b"PK\x03\x04"
 _EMPTY_ZIP = b"PK\x05\x06"
 _NUMPY_MAGIC = b"\x93NUMPY"
+_PROTOCOL_RE = re.compile(rb"\A\x80[\x02-\x05]")  # a PROTO opcode first: a pickle even when cut short
 
 # --- tokens ------------------------------------------------------------------------------------------
 TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{30,}")
@@ -299,7 +300,7 @@ def _judge(handle: BinaryIO, verdict: Sniffed, where: str, depth: int, budget: _
     if head.startswith((ZIP_MAGIC, _EMPTY_ZIP)):
         _inspect_zip(handle, verdict, where, depth, budget)
         return
-    if is_pickle(head, whole) or _numpy_objects(head):
+    if is_pickle(head, whole) or _numpy_objects(head) or _PROTOCOL_RE.match(head):
         verdict.found_pickle(where.strip())
         return
     if len(head) > 262 and head[257:262] == b"ustar":
@@ -333,7 +334,7 @@ def sniff(handle: BinaryIO, tokens: bool = True) -> Sniffed:
         if spool is not None and spooled > MAX_SPOOL:
             if head.startswith((ZIP_MAGIC, _EMPTY_ZIP)) or _decompressor(head) is not None:
                 verdict.uninspectable = f"an archive larger than {MAX_SPOOL} bytes outside git-lfs"
-            elif is_pickle(head, False) or _numpy_objects(head):
+            elif is_pickle(head, False) or _numpy_objects(head) or _PROTOCOL_RE.match(head):
                 verdict.found_pickle("")
             return verdict
         source.seek(0)
@@ -364,18 +365,18 @@ def chunks(handle: BinaryIO) -> Iterator[bytes]:
 
 
 def sniff_ends(head: bytes, tail: bytes) -> Sniffed:
-    """Judge a file from its first and last SNIFF_BYTES only (a Hub file not downloaded): a zip archive passes only
-    when neither end names a pickle member and its directory fits in the tail; anything else as `sniff`."""
+    """Judge a file from its first and last SNIFF_BYTES only (a large Hub file, not downloaded): a zip archive or a
+    compressed stream never passes (its members are not read); anything else as `sniff`."""
     verdict = Sniffed(binary=b"\0" in head[:_BINARY_SNIFF_BYTES])
     if head.startswith((ZIP_MAGIC, _EMPTY_ZIP)):
-        if any(marker in part for part in (head, tail) for marker in (b".pkl", b".npy", b"PK\x06\x06")):
-            verdict.found_pickle("(a member named in the archive)")
-        elif _EMPTY_ZIP not in tail and _EMPTY_ZIP not in head:
-            verdict.uninspectable = "a zip archive whose directory was not read"
+        if any(marker in part for part in (head, tail) for marker in (b".pkl", b".npy")):
+            verdict.found_pickle(" (a member named in the archive)")
+        else:
+            verdict.uninspectable = "a zip archive whose members were not downloaded"
         return verdict
     if _safetensors_header(head, io.BytesIO(head)) is not None or len(head) >= 8 and head[8:9] == b"{":
         return verdict
-    if is_pickle(head, False) or _numpy_objects(head):
+    if is_pickle(head, False) or _numpy_objects(head) or _PROTOCOL_RE.match(head):
         verdict.found_pickle("")
     elif _decompressor(head) is not None:
         _inflate(io.BytesIO(head), head, verdict, "", 0, _Budget())

@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -199,6 +200,7 @@ def _torch_load(path: Path) -> object:
         if "mmap" not in str(error):
             raise LlavaViTError(f"{path}: torch.load failed: {error}") from None
     # Files from torch.save(..., _use_new_zipfile_serialization=False) cannot be memory-mapped: they are read whole.
+    _check_legacy_storages(path)
     size, available = path.stat().st_size, available_memory()
     if available is not None and 2 * size > available:
         raise LlavaViTError(
@@ -206,7 +208,113 @@ def _torch_load(path: Path) -> object:
             f"does not fit the {available / 1e9:.1f} GB of free memory: re-save it with a current torch.save (zip "
             "format) or as .safetensors on a machine with more memory"
         )
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except RuntimeError as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise LlavaViTError(
+            f"{path}: cannot read this legacy torch checkpoint ({reason}); re-save or re-copy it"
+        ) from None
+
+
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER, the first pickle of a legacy file
+_LEGACY_ELEMENT_BYTES = {
+    **dict.fromkeys(("DoubleStorage", "LongStorage", "ComplexFloatStorage"), 8),
+    **dict.fromkeys(("FloatStorage", "IntStorage"), 4),
+    **dict.fromkeys(("HalfStorage", "BFloat16Storage", "ShortStorage"), 2),
+    "ComplexDoubleStorage": 16,
+}  # the other storage types (Byte, Char, Bool, Untyped, ...) take one byte an element
+
+
+class _Capped:
+    """A file read for the unpickler, never past its end: a pickle's claimed length (BINBYTES8 of 16 GB)
+    cannot make a read allocate more than the file holds."""
+
+    def __init__(self, handle: BinaryIO, size: int) -> None:
+        self.handle, self.size = handle, size
+
+    def read(self, n: int = -1) -> bytes:
+        left = max(0, self.size - self.handle.tell())
+        return self.handle.read(left if n is None or n < 0 else min(n, left))
+
+    def readline(self) -> bytes:
+        return self.handle.readline(max(0, self.size - self.handle.tell()))
+
+
+class _Inert:
+    """Whatever a pickle's globals would have built: called, constructed or given state, it does nothing."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def __setstate__(self, state: object) -> None:
+        pass
+
+
+class _Global(_Inert):
+    """A global a pickle names (module.name): recorded, never imported."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+
+    def __call__(self, *args: object, **kwargs: object) -> _Inert:
+        return _Inert()
+
+
+class _StorageLister(pickle._Unpickler):  # the Python unpickler: the C one allocates a claimed length before reading
+    """Reads a legacy checkpoint's pickles without importing or calling anything, noting each storage it names:
+    torch's loader allocates every storage at the size its pickle claims before reading a byte of its data."""
+
+    def __init__(self, handle: _Capped) -> None:
+        super().__init__(handle)
+        self.storages: dict[str, int] = {}  # key -> claimed bytes
+
+    def find_class(self, module: str, name: str) -> _Global:
+        return _Global(module, name)
+
+    def persistent_load(self, pid: object) -> _Inert:
+        if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage":
+            kind, key, numel = pid[1], pid[2], pid[4]
+            element = _LEGACY_ELEMENT_BYTES.get(kind.name if isinstance(kind, _Global) else "", 1)
+            if not isinstance(numel, int) or numel < 0:
+                raise pickle.UnpicklingError(f"storage {str(key)[:40]!r} claims {str(numel)[:40]} elements")
+            self.storages[str(key)] = numel * element
+        return _Inert()
+
+
+def _check_legacy_storages(path: Path) -> None:
+    """A legacy (non-zip) file's storages must be in the file: each claimed size within the bytes that follow its
+    8-byte header, in the order torch reads them. A hostile claim (64 GB in a small file) or a truncated file is
+    one error, before torch allocates anything."""
+    size = path.stat().st_size
+    fix = "re-save it with torch.save(model.state_dict(), PATH) or as .safetensors"
+    with path.open("rb") as handle:
+        capped = _Capped(handle, size)
+        try:
+            if _StorageLister(capped).load() != _LEGACY_MAGIC:
+                return  # not torch's legacy format: torch.load says what it is
+            for _ in range(2):  # protocol version, system info
+                _StorageLister(capped).load()
+            lister = _StorageLister(capped)
+            lister.load()
+            keys = _StorageLister(capped).load()
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as error:
+            reason = str(error)[:200] or type(error).__name__
+            raise LlavaViTError(f"{path}: truncated or damaged legacy torch checkpoint ({reason}); {fix}") from None
+        claimed = sum(lister.storages.values())
+        if not isinstance(keys, list) or claimed > size:
+            raise LlavaViTError(
+                f"{path}: its storages claim {claimed / 1e9:.1f} GB but the file holds {size} bytes: a damaged or "
+                f"hostile legacy torch checkpoint; {fix}"
+            )
+        for key in keys:
+            start = handle.tell() + 8
+            if str(key) not in lister.storages or start + lister.storages[str(key)] > size:
+                raise LlavaViTError(
+                    f"{path}: truncated legacy torch checkpoint (storage {str(key)[:40]!r} ends past the end of the "
+                    f"file at {size} bytes); {fix}"
+                )
+            handle.seek(start + lister.storages[str(key)])
 
 
 def _unwrap(content: object, path: Path) -> Mapping[str, object]:
