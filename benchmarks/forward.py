@@ -367,7 +367,7 @@ def _verdict(ok: bool) -> str:
 
 def _kernel(result: dict) -> str:
     """Which attention kernel a configuration ran, from its profiled kernel calls."""
-    return FUSED if result["kernel_calls"]["fused"] > 1 else BLOCKED  # the pooling head always runs the fused one
+    return FUSED if result["kernel_calls"]["fused"] > 1 else BLOCKED  # 1: at most the pooling head's one query
 
 
 def report(results: list[dict]) -> str:

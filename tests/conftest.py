@@ -108,3 +108,18 @@ def local_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
 
     with LocalHub(tmp_path_factory.mktemp("hub")) as running:
         yield running
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Marks that transformers' common model tests (tests/test_modeling_common.py runs them) put on their tests
+    # ("order" from 4.57's testing_utils.run_first).
+    for mark in (
+        "accelerate_tests",
+        "order",
+        "flash_attn_test",
+        "flash_attn_3_test",
+        "flash_attn_4_test",
+        "torch_compile_test",
+        "torch_export_test",
+    ):
+        config.addinivalue_line("markers", f"{mark}: a transformers common-test mark")

@@ -217,6 +217,15 @@ def npy_objects(at: Where | None = None) -> bytes:
     return buffer.getvalue()
 
 
+def npy_structured_objects() -> bytes:
+    """A structured array with one field of Python objects: numpy pickles it, whatever the other fields are."""
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros(2, dtype=[("x", "f4"), ("o", "O")]), allow_pickle=True)
+    return buffer.getvalue()
+
+
 def safetensors_bytes(header: dict, data: bytes) -> bytes:
     raw = json.dumps(header).encode()
     return struct.pack("<Q", len(raw)) + raw + data
@@ -270,14 +279,14 @@ def token_in_safetensors_metadata(at: Where) -> None:
 def runs_marker(at: Where) -> str:
     """An executable that writes the marker: what a hostile git config names as a filter, hook or pager."""
     script = at.work / "payload.sh"
-    script.write_text(f"#!/bin/sh\ntouch {at.marker}\ncat\n")
+    script.write_text(f"#!/bin/sh\ntouch {at.marker}\nexit 1\n")
     script.chmod(0o755)
     return str(script)
 
 
 def git_config_runs(*keys: str, attributes: str = "") -> Step:
-    """The repo's own .git/config names the payload under `keys` (and .gitattributes routes files to it), then a
-    working-tree change that a `git status` or diff would have to filter."""
+    """The repo's own .git/config names the payload under `keys` (and its attributes route files to it), set after
+    the last commit so that only the judge under test could run it."""
 
     def step(at: Where) -> None:
         payload = runs_marker(at)
@@ -949,7 +958,10 @@ CASES = [
             argv,
             code,
             message,
-            repo(forged_modeling, git_config_runs(*keys, attributes=attributes), dirty_tree, commit=True),
+            repo(
+                forged_modeling, commit_step(), git_config_runs(*keys, attributes=attributes), dirty_tree, commit=False
+            ),
+            cwd="repo" if argv is G else ".",
         )
         for name, keys, attributes in (
             ("fsmonitor", ("core.fsmonitor",), ""),
@@ -986,7 +998,7 @@ CASES = [
     ),
     Case(
         "reader-lfs-object-tampered-guard",
-        ["guard", "--range", "HEAD"],
+        ["guard", "--range", "..HEAD"],
         1,
         r"model\.safetensors: .*does not match its oid",
         repo(tamper_lfs_object, commit=False),
@@ -1068,6 +1080,22 @@ CASES = [
         repo(put("bomb.zip", zip_bomb)),
         cwd="repo",
         memory_mb=1200,
+    ),
+    Case(
+        "export-zip-million-members",
+        ["export", "out", "--preset", "small", "--weights", "{repo}/many.pth"],
+        1,
+        r"many\.pth: a zip archive declaring 1000000 members",
+        repo(put("many.pth", zip_claiming_members(1_000_000)), commit=False),
+        memory_mb=1500,
+    ),
+    Case(
+        "guard-pickle-npy-structured-objects",
+        G,
+        1,
+        r"table\.npy: pickle \(recognised by content\)",
+        repo(put("table.npy", lambda at: npy_structured_objects())),
+        cwd="repo",
     ),
     Case(
         "guard-binary-with-text-suffix",
@@ -1197,7 +1225,18 @@ sys.exit(main(sys.argv[2:]))
 def test_the_table_covers_every_class_with_at_least_forty_cases() -> None:
     assert len(CASES) >= 40 and len({case.id for case in CASES}) == len(CASES)
     prefixes = {case.id.split("-")[0] for case in CASES}
-    assert {"audit", "guard", "sync", "export", "config", "check", "card", "safetensors", "reader", "verify"} <= prefixes
+    assert {
+        "audit",
+        "guard",
+        "sync",
+        "export",
+        "config",
+        "check",
+        "card",
+        "safetensors",
+        "reader",
+        "verify",
+    } <= prefixes
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])

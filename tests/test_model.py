@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 from reference import (
@@ -212,23 +214,62 @@ def test_bf16_forward_close_to_fp32(tiny_model):
         assert (got - want).abs().max() <= 0.05 * want.abs().max(), name
 
 
-def test_gradient_checkpointing_gives_same_gradients():
-    config = LlavaViTConfig(**architecture("tiny_rms_p16"))
-    torch.manual_seed(0)
-    model = LlavaViTModel(config).train()
-    pixels = torch.randn(2, 3, 2, 64, 64)
+def _enable_checkpointing(model: LlavaViTModel, reentrant: bool, **options) -> None:
+    """transformers' own switch: `activation_checkpointing_enable` on 5.x, `gradient_checkpointing_enable` on 4.57."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": reentrant}, **options)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant}, **options)
 
-    def gradients() -> dict[str, torch.Tensor]:
+
+def _gradients_and_layer_runs(model: LlavaViTModel, pixels: torch.Tensor) -> tuple[dict, list[int]]:
+    """Every parameter's gradient after one backward, and how often each layer's MLP ran (a recomputed layer twice)."""
+    runs = [0] * len(model.encoder.layers)
+    hooks = [
+        layer.mlp.fc1.register_forward_hook(lambda *_, i=i: runs.__setitem__(i, runs[i] + 1))
+        for i, layer in enumerate(model.encoder.layers)
+    ]
+    try:
         model.zero_grad()
         output = model(pixels)
         (output.last_hidden_state.square().mean() + output.pooler_output.sum()).backward()
-        return {name: p.grad.clone() for name, p in model.named_parameters()}
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return {name: p.grad.clone() for name, p in model.named_parameters()}, runs
 
-    plain = gradients()
-    # transformers 5 renamed gradient_checkpointing_enable; 4.57 has only the old name.
-    getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
-    assert model.encoder.gradient_checkpointing
-    checkpointed = gradients()
+
+def _checkpointing_model(layers: int = 2) -> LlavaViTModel:
+    config = LlavaViTConfig(**{**architecture("tiny_rms_p16"), "num_hidden_layers": layers})
+    torch.manual_seed(0)
+    return LlavaViTModel(config).train()
+
+
+@pytest.mark.parametrize("reentrant", [True, False])
+def test_gradient_checkpointing_gives_same_gradients(reentrant):
+    model = _checkpointing_model()
+    pixels = torch.randn(2, 3, 2, 64, 64)
+    plain, runs = _gradients_and_layer_runs(model, pixels)
+    assert runs == [1, 1]
+    _enable_checkpointing(model, reentrant)
+    assert model.is_gradient_checkpointing
+    checkpointed, runs = _gradients_and_layer_runs(model, pixels)
+    assert runs == [2, 2]  # each layer recomputed in the backward
+    for name, grad in plain.items():
+        torch.testing.assert_close(checkpointed[name], grad, atol=1e-6, rtol=1e-5, msg=name)
+    model.gradient_checkpointing_disable()
+    assert _gradients_and_layer_runs(model, pixels)[1] == [1, 1]
+
+
+def test_gradient_checkpointing_every_n_layers():
+    model = _checkpointing_model(layers=4)
+    if "every_n_layers" not in inspect.signature(getattr(model, "activation_checkpointing_enable", len)).parameters:
+        pytest.skip("this transformers has no every_n_layers option (added in 5.x)")
+    pixels = torch.randn(2, 3, 2, 64, 64)
+    plain, _ = _gradients_and_layer_runs(model, pixels)
+    _enable_checkpointing(model, reentrant=False, every_n_layers=2)
+    checkpointed, runs = _gradients_and_layer_runs(model, pixels)
+    assert runs == [2, 1, 2, 1]
     for name, grad in plain.items():
         torch.testing.assert_close(checkpointed[name], grad, atol=1e-6, rtol=1e-5, msg=name)
 

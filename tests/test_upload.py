@@ -160,6 +160,8 @@ def test_the_guard_stops_an_upload(local_hub: LocalHub, tiny_repo: Path, tmp_pat
     env = {"HF_ENDPOINT": local_hub.endpoint, "HF_TOKEN": "hf_local_dummy"}
     (tiny_repo / "extra.bin").write_bytes(b"\x80\x04\x95" + bytes(8) + b".")
     (tiny_repo / "notes.md").write_text("token: hf_" + "Kq4" * 12 + "\n")
+    (tmp_path / "ssh-key").write_text("a private key\n")
+    (tiny_repo / "key.txt").symlink_to(tmp_path / "ssh-key")
     done = upload(tmp_path, str(tiny_repo), "--repo-id", "acme/guarded-vit", env=env)
     assert done.returncode == 1
     assert (

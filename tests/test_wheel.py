@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from template_repos import PROJECT, TINY_ANSWERS
 
+import llava_vit
+
 pytestmark = pytest.mark.slow
 
 
@@ -65,7 +67,10 @@ def test_an_installed_wheel_makes_a_model_repo(dist: Path, tmp_path: Path, env: 
     )
     template = Path(located.stdout.strip())
     assert template == Path(site) / "llava_vit" / "_template", template
-    assert run(["llava-vit", "--version"], env=venv_env, cwd=tmp_path).stdout.strip() == "llava-vit 0.2.0"
+    assert (
+        run(["llava-vit", "--version"], env=venv_env, cwd=tmp_path).stdout.strip()
+        == f"llava-vit {llava_vit.__version__}"
+    )
     assert run(["hf-llava-vit", "--help"], env=venv_env, cwd=tmp_path).stdout.startswith("usage: hf llava-vit ")
 
     dest = tmp_path / "wheel-vit"

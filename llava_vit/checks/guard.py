@@ -1,13 +1,16 @@
 """`llava-vit guard`: block what the Hub rejects or what must never be published.
 
 Three ways to say what is checked: the files of a commit (pre-commit passes them; default: every file git
-tracks), `--range FROM..TO` (every blob written by every commit in the range, and every commit message), or
-`--pushed` (the range pre-commit's pre-push hook is about to push, from PRE_COMMIT_FROM_REF/PRE_COMMIT_TO_REF;
-so `git commit --no-verify` cannot smuggle anything past the push). `llava-vit publish` guards its push the
-same way. Problems: big or binary files outside git-lfs (the Hub refuses them), pickles (recognised by content,
-whatever their name: they run code on load) and Hugging Face tokens in any text encoding (UTF-8, UTF-16/32
-with or without BOM), in LFS-stored files (their real content, not the pointer), in safetensors header
-metadata and in commit messages. One line per problem, with the file (and line) and the fix.
+tracks), `--range FROM..TO` (every blob written by every commit in the range, and every commit header and
+message), or `--pushed` (what pre-commit's pre-push hook is about to push, from PRE_COMMIT_FROM_REF/
+PRE_COMMIT_TO_REF, so `git commit --no-verify` cannot smuggle anything past the push). Every annotated tag's
+message is guarded with a range too (`git push --tags` and `push.followTags` send them). `llava-vit publish`
+guards its push the same way, and `upload` the files it sends. Commits are read through the trust boundary's
+reader (git's object database; LFS objects re-hashed against their oids), content through its sniffer: big or
+binary files outside git-lfs (the Hub refuses them), pickles and archives that cannot be inspected (recognised
+by content, whatever their name: they run code on load) and Hugging Face tokens (any text encoding, escaped,
+compressed, in archives, in safetensors metadata, in commit and tag messages). One line per problem, with the
+file (and line) and the fix.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from ..cli import program_name
-from ..errors import CheckFailed, UsageError
+from ..errors import CheckFailed, UsageError, one_line
 from ..model.presets import resolve_preset
 from ..trust.reader import FolderSource, repo_names
 from .access import endpoint, ensure_hub_repo, hub_errors, require_token, validate_repo_id
@@ -28,7 +28,14 @@ def require_guarded(folder: Path, names: list[str]) -> None:
     from ..checks.guard import source_problems
 
     with FolderSource(folder, names) as source:
-        problems = source_problems(source, source.entries(), lfs_rules=False)
+        entries = source.entries()
+        problems = [
+            f"{one_line(entry.path)}: a {entry.kind} file is never uploaded (a symlink would send what it points to); "
+            "replace it with a regular file or remove it"
+            for entry in entries
+            if entry.kind != "file"
+        ]
+        problems += source_problems(source, entries, lfs_rules=False)
     for problem in problems:
         print(f"{program_name()} upload: guard: {problem}", file=sys.stderr)
     if problems:

@@ -14,8 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
-from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils.generic import can_return_tuple
 
 from .configuration_llava_vit import LlavaViTConfig
 
@@ -41,16 +43,16 @@ def eager_attention_forward(
     return output, weights
 
 
-# Scores per block of the blocked attention: 2**21 is 4 MiB in bf16, sized (measured) so that a block's GEMMs run near
-# the machine's bf16 matmul rate while its softmax still works out of the caches.
+# Scores per block of the blocked attention: 2**21 is 4 MiB in bf16, so that a block's GEMMs run near the bf16 matmul
+# rate while its softmax still works out of the caches.
 BLOCK_SCORES = 2**21
 BLOCKED_ATTENTION = "llava_vit_blocked"
 # On a CPU without AMX the default (sdpa) uses the blocked attention in bf16 from this many tokens on; below, torch's
-# fused kernel stays: measured faster on the image 448x448 (1024 tokens), slower on the video 16x224x224 (4096 tokens).
+# fused kernel stays. Measurements: benchmarks/README.md.
 BLOCKED_MIN_TOKENS = 2048
 
 
-# Tokens per chunk of the MLP on CPU (see `LlavaViTEncoderLayer._feed_forward`): measured fastest of 512, 1024 and 2048.
+# Tokens per chunk of the MLP on CPU (see `LlavaViTEncoderLayer._feed_forward`; benchmarks/README.md).
 CPU_FEED_FORWARD_TOKENS = 1024
 
 
@@ -60,11 +62,9 @@ def cpu_has_amx() -> bool:
     return bool(probe is not None and probe())
 
 
-# Whether the default takes the blocked attention at all, decided once per process. Without AMX, torch's fused kernel
-# runs bf16 at about its fp32 rate and the blocked path is faster (AMD Zen 5, avx512_bf16: 2.7x on one layer at 4096
-# tokens). With AMX the fused kernel is faster at every length measured (Xeon with AMX: 1.6-1.9x on one layer at 4096
-# and 16384 tokens, 1.4x on a whole 4096-token forward): its softmax, which no GEMM speeds up, runs fused between the
-# tiles' GEMMs. See benchmarks/README.md.
+# Whether the default takes the blocked attention at all, decided once per process: measured faster on CPUs without
+# AMX, where torch's fused kernel runs bf16 at about its fp32 rate; with AMX the fused kernel is the faster one (its
+# softmax runs between the tiles' GEMMs). Numbers: benchmarks/README.md.
 BLOCKED_BY_DEFAULT_ON_CPU = not cpu_has_amx()
 
 
@@ -80,15 +80,15 @@ def blocked_attention_forward(
 ) -> tuple[torch.Tensor, None]:
     """Exact softmax attention over blocks of (heads, queries) on (B, H, N, D) inputs; returns (B, N, H, D).
 
-    Why: on a CPU without AMX, torch's fused kernel (what sdpa runs) reaches only about a quarter of the bf16 GEMM rate
-    with head_dim 64. Here each block's scores come from one batched GEMM in the inputs' dtype (float32 accumulation),
-    torch's softmax (float32 arithmetic, written back in the inputs' dtype), and a second GEMM with the values: large
-    GEMMs that run near peak. Only one block of scores (about `BLOCK_SCORES`) exists at a time, so memory stays linear
-    in tokens.
+    Why: on a CPU without AMX, torch's fused kernel (what sdpa runs) runs bf16 far below the bf16 GEMM rate with
+    head_dim 64; this path measured faster on CPUs without AMX (benchmarks/README.md). Here each block's scores come
+    from one batched GEMM in the inputs' dtype (float32 accumulation), torch's softmax (float32 arithmetic, written
+    back in the inputs' dtype), and a second GEMM with the values: large GEMMs that run near peak. Only one block of
+    scores (about `BLOCK_SCORES`) exists at a time, so memory stays linear in tokens.
     """
     batch, heads, length, head_dim = query.shape
     # (head, query) rows per block: as many heads with all their queries as fit, else two heads at a time while a
-    # block still holds >= 256 queries, else one head (measured: the GEMMs slow down with fewer queries per block).
+    # block still holds >= 256 queries, else one head (the GEMMs slow down with fewer queries per block).
     rows = max(1, BLOCK_SCORES // key.shape[2])
     if rows >= length:
         group, block = min(heads, rows // length), length
@@ -217,23 +217,14 @@ class LlavaViTEmbeddings(nn.Module):
         return patches.flatten(2).transpose(1, 2).reshape(batch, -1, patches.shape[1])
 
 
-class LlavaViTAttention(nn.Module):
-    """Multi-head self-attention with 3D RoPE on queries and keys; no mask, not causal."""
+class LlavaViTAttentionMixin:
+    """Picks the attention kernel of a call (a mixin of both attention modules, which have a `config`)."""
 
-    def __init__(self, config: LlavaViTConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.num_heads = config.num_attention_heads
-        self.head_dim = config.head_dim
-        self.scaling = self.head_dim**-0.5
-        self.is_causal = False
-        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size)
-        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size)
-        self.v_proj = nn.Linear(config.hidden_size, config.hidden_size)
-        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
+    config: LlavaViTConfig
 
-    def _attention_function(self, query: torch.Tensor, output_attentions: bool) -> Callable:
-        """The kernel for this call, read from the config at call time so that switching implementations works."""
+    def _attention_function(self, query: torch.Tensor, output_attentions: bool = False) -> Callable:
+        """The kernel for (B, H, N, D) queries, read from the config at call time so that switching implementations
+        works."""
         implementation = self.config._attn_implementation
         # Only eager materialises the attention maps; asking for them selects it for this call.
         if output_attentions or implementation in (None, "eager"):
@@ -252,17 +243,32 @@ class LlavaViTAttention(nn.Module):
         # transformers 4.5x: 4.57's set_attn_implementation greps this file for this exact lookup
         return ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]
 
+
+class LlavaViTAttention(LlavaViTAttentionMixin, nn.Module):
+    """Multi-head self-attention with 3D RoPE on queries and keys; no mask, not causal."""
+
+    def __init__(self, config: LlavaViTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
+        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.v_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
+
     def forward(
         self,
         hidden_states: torch.Tensor,
-        rotary: tuple[torch.Tensor, torch.Tensor],
+        position_embeddings: tuple[torch.Tensor, torch.Tensor],
         output_attentions: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch, length, _ = hidden_states.shape
         shape = (batch, length, self.num_heads, self.head_dim)
-        cos, signed_sin = rotary
-        query = apply_rotary(self.q_proj(hidden_states).view(shape), cos, signed_sin).transpose(1, 2)
-        key = apply_rotary(self.k_proj(hidden_states).view(shape), cos, signed_sin).transpose(1, 2)
+        query = apply_rotary(self.q_proj(hidden_states).view(shape), *position_embeddings).transpose(1, 2)
+        key = apply_rotary(self.k_proj(hidden_states).view(shape), *position_embeddings).transpose(1, 2)
         value = self.v_proj(hidden_states).view(shape).transpose(1, 2)
 
         attention_interface = self._attention_function(query, output_attentions)
@@ -285,8 +291,12 @@ class LlavaViTMLP(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
-class LlavaViTEncoderLayer(nn.Module):
-    """Pre-norm block: x + Attn(norm1(x)), then x + MLP(norm2(x))."""
+class LlavaViTEncoderLayer(GradientCheckpointingLayer):
+    """Pre-norm block: x + Attn(norm1(x)), then x + MLP(norm2(x)).
+
+    transformers' gradient checkpointing (`gradient_checkpointing_enable`, `activation_checkpointing_enable`) runs
+    through `GradientCheckpointingLayer`: `hidden_states` must stay the first positional argument.
+    """
 
     def __init__(self, config: LlavaViTConfig) -> None:
         super().__init__()
@@ -296,17 +306,21 @@ class LlavaViTEncoderLayer(nn.Module):
         self.mlp = LlavaViTMLP(config)
 
     def forward(
-        self, hidden_states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, output_attentions: bool = False
+        self,
+        hidden_states: torch.Tensor,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor],
+        output_attentions: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attn_output, weights = self.self_attn(self.layer_norm1(hidden_states), (cos, sin), output_attentions)
+        attn_output, weights = self.self_attn(self.layer_norm1(hidden_states), position_embeddings, output_attentions)
         return self._feed_forward(hidden_states + attn_output), weights
 
     def _feed_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """x + MLP(norm2(x)); on CPU in chunks of `CPU_FEED_FORWARD_TOKENS` tokens (rows are independent: same result).
 
         Why: a long input's (N, intermediate) activations are fresh memory in every layer (pages the kernel must fault
-        in and zero), and the GELU pass reads and writes them outside the caches; chunked, the MLP of a 4096-token layer
-        ran 1.5x faster on CPU (bf16), and the peak holds one chunk's activations instead of the whole input's.
+        in and zero), and the GELU pass reads and writes them outside the caches; chunked, the MLP of a long input
+        measured faster on CPU (benchmarks/README.md), and the peak holds one chunk's activations instead of the whole
+        input's.
         """
         if hidden_states.device.type != "cpu" or hidden_states.shape[1] <= CPU_FEED_FORWARD_TOKENS:
             return hidden_states + self.mlp(self.layer_norm2(hidden_states))
@@ -318,35 +332,63 @@ class LlavaViTEncoder(nn.Module):
     def __init__(self, config: LlavaViTConfig) -> None:
         super().__init__()
         self.layers = nn.ModuleList([LlavaViTEncoderLayer(config) for _ in range(config.num_hidden_layers)])
-        self.gradient_checkpointing = False
 
     def forward(
         self,
         hidden_states: torch.Tensor,
-        rotary: tuple[torch.Tensor, torch.Tensor],
+        position_embeddings: tuple[torch.Tensor, torch.Tensor],
         output_attentions: bool = False,
         output_hidden_states: bool = False,
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
-        all_hidden: tuple[torch.Tensor, ...] = ()
-        all_attentions: tuple[torch.Tensor, ...] = ()
+    ) -> BaseModelOutput:
+        all_hidden = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
         for layer in self.layers:
+            # hidden_states positional: gradient checkpointing with use_reentrant=True needs it so.
+            hidden_states, weights = layer(
+                hidden_states, position_embeddings=position_embeddings, output_attentions=output_attentions
+            )
             if output_hidden_states:
                 all_hidden += (hidden_states,)
-            if self.gradient_checkpointing and self.training:
-                hidden_states, weights = self._gradient_checkpointing_func(
-                    layer.__call__, hidden_states, *rotary, output_attentions
-                )
-            else:
-                hidden_states, weights = layer(hidden_states, *rotary, output_attentions)
             if output_attentions:
                 all_attentions += (weights,)
-        if output_hidden_states:
-            all_hidden += (hidden_states,)
-        return (
-            hidden_states,
-            all_hidden if output_hidden_states else None,
-            all_attentions if output_attentions else None,
+        return BaseModelOutput(last_hidden_state=hidden_states, hidden_states=all_hidden, attentions=all_attentions)
+
+
+class LlavaViTPoolingAttention(LlavaViTAttentionMixin, nn.Module):
+    """Multi-head attention of the probe over the tokens, through the same attention interface as the encoder.
+
+    The parameters keep `nn.MultiheadAttention`'s names (`in_proj_weight`, `in_proj_bias`, `out_proj.weight`,
+    `out_proj.bias`), so every checkpoint made with it loads unchanged, and compute what it computes. Unlike it, each
+    weight is used only inside the forward of the module that owns it (`out_proj` is called, not read), which is what
+    accelerate's offload hooks need to bring a weight in from disk or CPU.
+    """
+
+    def __init__(self, config: LlavaViTConfig) -> None:
+        super().__init__()
+        hidden = config.hidden_size
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * hidden, hidden))
+        self.in_proj_bias = nn.Parameter(torch.empty(3 * hidden))
+        self.out_proj = nn.Linear(hidden, hidden)
+
+    def forward(self, probe: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
+        """probe (B, P, hidden) attends over hidden_states (B, N, hidden); returns (B, P, hidden)."""
+        (q_weight, k_weight, v_weight), (q_bias, k_bias, v_bias) = (
+            self.in_proj_weight.chunk(3),
+            self.in_proj_bias.chunk(3),
         )
+        query = F.linear(probe, q_weight, q_bias).unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
+        key = F.linear(hidden_states, k_weight, k_bias).unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
+        value = F.linear(hidden_states, v_weight, v_bias).unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
+        attention_interface = self._attention_function(query)
+        output, _ = attention_interface(
+            self, query, key, value, None, scaling=self.scaling, dropout=0.0, is_causal=False
+        )
+        return self.out_proj(output.reshape(*probe.shape[:2], -1))
 
 
 class LlavaViTPoolingHead(nn.Module):
@@ -355,13 +397,13 @@ class LlavaViTPoolingHead(nn.Module):
     def __init__(self, config: LlavaViTConfig) -> None:
         super().__init__()
         self.probe = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
-        self.attention = nn.MultiheadAttention(config.hidden_size, config.num_attention_heads, batch_first=True)
+        self.attention = LlavaViTPoolingAttention(config)
         self.norm = LlavaViTRMSNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.mlp = LlavaViTMLP(config)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         probe = self.probe.expand(hidden_states.shape[0], -1, -1).to(hidden_states.dtype)
-        pooled = self.attention(probe, hidden_states, hidden_states, need_weights=False)[0]
+        pooled = self.attention(probe, hidden_states)
         pooled = pooled + self.mlp(self.norm(pooled))
         return pooled[:, 0]
 
@@ -392,8 +434,9 @@ class LlavaViTPreTrainedModel(PreTrainedModel):
             nn.init.ones_(module.weight)
             if getattr(module, "bias", None) is not None:
                 nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.MultiheadAttention):
-            module._reset_parameters()
+        elif isinstance(module, LlavaViTPoolingAttention):  # as nn.MultiheadAttention initialises its projection
+            nn.init.xavier_uniform_(module.in_proj_weight)
+            nn.init.zeros_(module.in_proj_bias)
         elif isinstance(module, LlavaViTPoolingHead):
             nn.init.trunc_normal_(module.probe, std=std)
 
@@ -476,6 +519,7 @@ class LlavaViTModel(LlavaViTPreTrainedModel):
         if positions.numel() and int(positions.min()) < 0:
             raise ValueError("patch_positions must be non-negative [t, h, w] indices, got a negative value")
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -483,21 +527,40 @@ class LlavaViTModel(LlavaViTPreTrainedModel):
         patch_positions: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> BaseModelOutputWithPooling | tuple:
+    ) -> BaseModelOutputWithPooling:
         r"""
         pixel_values: (B, C, H, W) images or (B, C, T, H, W) videos.
         visible_indices: (B, K) indices of the tokens to keep (frame-major order), or None for all.
         patch_positions: (B, N, 3) `[t, h, w]` of each kept token (N = K), or of every token (N = T*Hp*Wp,
             gathered with `visible_indices`); None uses the token grid.
+        return_dict (keyword): False returns a tuple of the outputs that are not None (`can_return_tuple`).
         """
-        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
-        output_hidden_states = (
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        if output_attentions is None:
+            output_attentions = self.config.output_attentions
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        hidden_states, position_embeddings = self._tokens(pixel_values, visible_indices, patch_positions)
+        encoded = self.encoder(
+            self.layernorm_pre(hidden_states), position_embeddings, output_attentions, output_hidden_states
         )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        last_hidden_state, pooled = encoded.last_hidden_state, None
+        if self.config.use_head:
+            last_hidden_state = self.layernorm_post(last_hidden_state)
+            pooled = self.head(last_hidden_state)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=last_hidden_state,
+            pooler_output=pooled,
+            hidden_states=encoded.hidden_states,
+            attentions=encoded.attentions,
+        )
 
+    def _tokens(
+        self,
+        pixel_values: torch.Tensor,
+        visible_indices: torch.Tensor | None,
+        patch_positions: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The kept tokens' embeddings (B, K, hidden) and their rotary `(cos, sin)`, after checking every input."""
         pixel_values = self._check_pixel_values(pixel_values)
         batch, _, frames, height, width = pixel_values.shape
         patch = self.config.patch_size
@@ -522,25 +585,7 @@ class LlavaViTModel(LlavaViTPreTrainedModel):
             positions = patch_positions.to(hidden_states.device)
             if positions.shape[1] != kept:
                 positions = torch.gather(positions, 1, gather.expand(-1, -1, 3))
-        cos, sin = self.rotary(positions)
-
-        hidden_states = self.layernorm_pre(hidden_states)
-        encoded, all_hidden, all_attentions = self.encoder(
-            hidden_states, (cos, sin), output_attentions=output_attentions, output_hidden_states=output_hidden_states
-        )
-        pooled = None
-        if self.config.use_head:
-            encoded = self.layernorm_post(encoded)
-            pooled = self.head(encoded)
-
-        if not return_dict:
-            return tuple(v for v in (encoded, pooled, all_hidden, all_attentions) if v is not None)
-        return BaseModelOutputWithPooling(
-            last_hidden_state=encoded,
-            pooler_output=pooled,
-            hidden_states=all_hidden,
-            attentions=all_attentions,
-        )
+        return hidden_states, self.rotary(positions)
 
 
 def select_patches_by_residual(

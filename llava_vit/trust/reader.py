@@ -133,7 +133,7 @@ def repo_names(folder: Path) -> list[str]:
                 raise LlavaViTError(f"cannot list {folder}: {result.stderr.decode('utf-8', 'replace').strip()}")
             out = result.stdout
     names = {name for name in out.decode("utf-8", "surrogateescape").split("\0") if name}
-    return sorted(name for name in names if not never_sent(name) and (folder / name).is_file())
+    return sorted(name for name in names if not never_sent(name) and os.path.lexists(folder / name))
 
 
 class FolderSource(Source):

@@ -7,10 +7,15 @@ included: a `.pkl` member or a numpy object array), tar archives and gzip/zlib/b
 MAX_DEPTH. An archive beyond the budgets (members, decompressed bytes) is not opened further: it is reported as
 uninspectable, never passed. Tokens in the Hub's format are found after any character, in UTF-8/16/32 text, behind
 JSON `\\u`, `\\x` and `%` escapes, and in the decompressed text of archives and compressed streams.
+
+Why not picklescan, the scanner the Hub runs: it lists the imports a pickle makes and passes one whose imports
+look harmless (a denylist). A llava-vit repo holds no pickle at all, so here any opcode stream is refused, parsed by
+the standard library's own `pickletools`; picklescan's container walk is what this module does within its budgets.
 """
 
 from __future__ import annotations
 
+import ast
 import bz2
 import io
 import json
@@ -116,14 +121,27 @@ def is_pickle(head: bytes, complete: bool) -> bool:
     return False
 
 
+def _has_objects(descr: object) -> bool:
+    """Does a numpy dtype description (a string, or a structured list of fields) hold Python objects?"""
+    if isinstance(descr, str):
+        return "O" in descr
+    if isinstance(descr, list | tuple):
+        return any(_has_objects(part) for part in descr)
+    return True  # not a description numpy writes: assume the worst
+
+
 def _numpy_objects(head: bytes) -> bool:
-    """A .npy array of Python objects (stored as a pickle)."""
-    if not head.startswith(_NUMPY_MAGIC) or len(head) < 10:
+    """A .npy array of Python objects, in any field of a structured dtype (numpy stores those as a pickle)."""
+    if not head.startswith(_NUMPY_MAGIC) or len(head) < 12:
         return False
-    length = struct.unpack("<H", head[8:10])[0] if head[6] == 1 else struct.unpack("<I", head[8:12])[0]
-    header = head[10 : 10 + min(length, 4096)] if head[6] == 1 else head[12 : 12 + min(length, 4096)]
-    match = re.search(rb"'descr':\s*([^,}]*)", header)
-    return match is not None and b"O" in match.group(1)
+    wide = head[6] != 1
+    (length,) = struct.unpack("<I", head[8:12]) if wide else struct.unpack("<H", head[8:10])
+    header = head[12 if wide else 10 :][:length]
+    try:
+        parsed = ast.literal_eval(header.decode("latin-1"))
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return True  # a header numpy cannot have written: not provably data
+    return not isinstance(parsed, dict) or _has_objects(parsed.get("descr"))
 
 
 # --- the verdict -------------------------------------------------------------------------------------
@@ -167,7 +185,7 @@ def _safetensors_header(head: bytes, handle: BinaryIO) -> bytes | None:
         return None
 
 
-def _zip_member_count(handle: BinaryIO) -> int | None:
+def zip_member_count(handle: BinaryIO) -> int | None:
     """The member count an archive's end-of-central-directory record declares, read before the zip is parsed
     (zipfile would hold every member's record in memory)."""
     handle.seek(0, io.SEEK_END)
@@ -189,7 +207,7 @@ def _zip_member_count(handle: BinaryIO) -> int | None:
 
 
 def _inspect_zip(handle: BinaryIO, verdict: Sniffed, where: str, depth: int, budget: _Budget) -> None:
-    count = _zip_member_count(handle)
+    count = zip_member_count(handle)
     if count is None or count > MAX_MEMBERS:
         verdict.uninspectable = verdict.uninspectable or (
             f"a zip archive{where} with {count} members (more than {MAX_MEMBERS})"

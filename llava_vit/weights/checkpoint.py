@@ -24,7 +24,8 @@ from ..errors import LlavaViTError, UsageError
 from ..model.configuration_llava_vit import LlavaViTConfig
 from ..model.modeling_llava_vit import LlavaViTModel
 from ..repo_contract import WEIGHTS_FILE, WEIGHTS_INDEX
-from ..trust.sniff import ZIP_MAGIC
+from ..trust.opener import open_regular
+from ..trust.sniff import MAX_MEMBERS, ZIP_MAGIC, zip_member_count
 from .sizes import available_memory
 
 # Suffixes read as a torch state dict (torch.load with weights_only=True).
@@ -194,6 +195,14 @@ def _open_safetensors(path: Path) -> SafetensorsCheckpoint:
 
 
 def _torch_load(path: Path) -> object:
+    with open_regular(path, follow=True) as handle:
+        head = handle.read(len(ZIP_MAGIC))
+        members = zip_member_count(handle) if head == ZIP_MAGIC else 0
+    if members is None or members > MAX_MEMBERS:
+        raise LlavaViTError(
+            f"{path}: a zip archive declaring {members if members is not None else 'an unreadable number of'} members "
+            f"(a torch checkpoint has one per tensor; more than {MAX_MEMBERS} is hostile or broken): re-save it"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except RuntimeError as error:
