@@ -32,6 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "llava_vit.checks.check",
         "prove fast (no tensor data read) that a model repo is consistent and loadable",
     ),
+    "adopt": (
+        "llava_vit.adopt.command",
+        "turn a OneVision-Encoder repo (folder or Hub id) into a llava-vit repo, proven equal",
+    ),
     "publish": ("llava_vit.hub.publish", "push a model repo to the Hub with git + git-lfs after the full check"),
     "upload": ("llava_vit.hub.upload", "upload an export or model repo folder after the full check (no git)"),
     "local-hub": ("llava_vit.hub.local_hub", "a local Hub (olah on 127.0.0.1) for rehearsals and tests"),

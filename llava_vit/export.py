@@ -32,6 +32,8 @@ from .repo_contract import (
     ARCHITECTURES,
     AUTO_MAP,
     CONFIG_FILE,
+    DEFAULT_IMAGE_PROCESSING,
+    IMAGE_PROCESSING_MODES,
     MAX_JSON_BYTES,
     MODEL_TYPE,
     PROCESSOR_CONFIG_FILE,
@@ -42,6 +44,7 @@ from .repo_contract import (
     parse_json_bytes,
     preprocessor_config,
     processor_config,
+    processor_problems_of,
 )
 from .repo_files import config_json_text, write_code_files, writer_gone
 from .trust.opener import UnsafeFile, read_regular
@@ -92,6 +95,10 @@ def config_from_file(path: Path) -> dict:
         raise UsageError(f"config {shown} is not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise UsageError(f"config {path} must hold a JSON object of config fields, found {type(data).__name__}")
+    from .adopt.mapping import UPSTREAM_MODEL_TYPE, map_upstream_config
+
+    if data.get("model_type") == UPSTREAM_MODEL_TYPE:  # a OneVision-Encoder config.json: the same architecture
+        data = map_upstream_config(data, f"config {shown}")
     if data.get("model_type", MODEL_TYPE) != MODEL_TYPE:
         raise UsageError(f"config {path} is for model_type {data['model_type']!r}, not {MODEL_TYPE!r}")
     from transformers import PretrainedConfig
@@ -108,6 +115,26 @@ def config_from_file(path: Path) -> dict:
             f"config {path} has fields LlavaViT does not know: {', '.join(hints)}; known fields: {', '.join(fields)}"
         )
     return {key: value for key, value in data.items() if key in fields}
+
+
+def config_dtype(path: Path | None) -> str | None:
+    """The dtype a config file declares (`dtype`, else transformers 4's `torch_dtype`), if it is one export writes."""
+    if path is None:
+        return None
+    try:
+        data = parse_json_bytes(read_regular(Path(path), MAX_JSON_BYTES, follow=True))
+    except (OSError, ValueError):
+        return None  # config_from_file has said what is wrong with the file
+    if not isinstance(data, dict):
+        return None
+    declared = data.get("dtype") or data.get("torch_dtype")
+    if declared is None:
+        return None
+    if declared not in DTYPE_NAMES:
+        raise UsageError(
+            f"config {one_line(path)} declares dtype {declared!r}; pass --dtype {' or '.join(DTYPE_NAMES)}"
+        )
+    return declared
 
 
 def build_config(
@@ -135,6 +162,22 @@ def config_json(config: LlavaViTConfig, dtype: str) -> str:
     data = json.loads(config.to_json_string(use_diff=True))
     data.update(architectures=list(ARCHITECTURES), auto_map=dict(AUTO_MAP), dtype=dtype, torch_dtype=dtype)
     return config_json_text(data)
+
+
+def processor_text(out: Path, image_size: int, mode: str | None) -> str:
+    """preprocessor_config.json for an export to `out`: the `mode` asked for; without one, the valid CLIP image
+    processor config OUT already holds (a re-export keeps the repo's processing), else the default mode."""
+    if mode is None:
+        try:
+            kept = read_regular(out / PROCESSOR_FILE, MAX_JSON_BYTES)
+            if not processor_problems_of(parse_json_bytes(kept), image_size):
+                return kept.decode("utf-8")
+        except (OSError, ValueError):
+            pass  # none there, or not one a llava-vit repo may hold: write the default
+        mode = DEFAULT_IMAGE_PROCESSING
+    if mode not in IMAGE_PROCESSING_MODES:
+        raise UsageError(f"invalid image processing {mode!r}; choose one of {', '.join(IMAGE_PROCESSING_MODES)}")
+    return json.dumps(preprocessor_config(image_size, mode), indent=2) + "\n"
 
 
 def _is_empty_dir(path: Path) -> bool:
@@ -267,9 +310,11 @@ def export_model(
     max_shard_size: str | int = DEFAULT_MAX_SHARD_SIZE,
     force: bool = False,
     inputs: Sequence[str | os.PathLike | None] = (),
+    image_processing: str | None = None,
 ) -> Path:
     """Export `config` with `weights` (or random weights) to the folder `out`; returns its absolute path.
-    `inputs` are other files OUT must not touch (the --config file).
+    `inputs` are other files OUT must not touch (the --config file). `image_processing` is one of
+    IMAGE_PROCESSING_MODES; None keeps the processing an existing OUT holds, else takes the default (crop).
 
     Raises UsageError for bad arguments and LlavaViTError for a checkpoint that does not fit the config.
     """
@@ -279,6 +324,10 @@ def export_model(
     refuse_own_inputs(out, [weights, *inputs])
     if dtype not in DTYPE_NAMES:
         raise UsageError(f"invalid dtype {dtype!r}; choose one of {', '.join(DTYPE_NAMES)}")
+    if image_processing is not None and image_processing not in IMAGE_PROCESSING_MODES:
+        raise UsageError(
+            f"invalid image processing {image_processing!r}; choose one of {', '.join(IMAGE_PROCESSING_MODES)}"
+        )
     max_bytes = parse_size(max_shard_size)
     if repo_id is not None:
         _check_repo_id(repo_id)
@@ -291,6 +340,7 @@ def export_model(
         recover_interrupted(out)
     _check_destination(out, force)
     shapes = expected_shapes(config)
+    processor = processor_text(out, config.image_size, image_processing)
     checkpoint = open_checkpoint(Path(weights)) if weights is not None else None
     try:
         if checkpoint is not None:
@@ -301,7 +351,6 @@ def export_model(
         with staged_folder(out, force) as staging:
             write_code_files(staging)
             (staging / CONFIG_FILE).write_text(config_json(config, dtype), encoding="utf-8")
-            processor = json.dumps(preprocessor_config(config.image_size), indent=2) + "\n"
             (staging / PROCESSOR_FILE).write_text(processor, encoding="utf-8")
             video = json.dumps(processor_config(config.patch_size), indent=2) + "\n"
             (staging / PROCESSOR_CONFIG_FILE).write_text(video, encoding="utf-8")
@@ -338,8 +387,18 @@ def summary(out: Path, repo_id: str | None = None) -> str:
 def run(args: argparse.Namespace) -> int:
     refuse_own_inputs(Path(args.out), [args.weights, args.config])
     config = build_config(args.preset, args.config, args.image_size)
+    # The dtype the source config declares (a bf16 upstream config stays bf16), unless --dtype says otherwise.
+    dtype = args.dtype or config_dtype(args.config) or "float32"
     out = export_model(
-        args.out, config, args.weights, args.dtype, args.repo_id, args.max_shard_size, args.force, [args.config]
+        args.out,
+        config,
+        args.weights,
+        dtype,
+        args.repo_id,
+        args.max_shard_size,
+        args.force,
+        [args.config],
+        args.image_processing,
     )
     print(summary(out, args.repo_id))
     return 0
@@ -362,7 +421,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help=".safetensors (file or sharded folder) or .pth/.pt/.bin state dict; without it weights are random",
     )
-    parser.add_argument("--dtype", choices=DTYPE_NAMES, default="float32", help="dtype of the written weights")
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPE_NAMES,
+        help="dtype of the written weights (default: the dtype --config declares, else float32)",
+    )
+    parser.add_argument(
+        "--image-processing",
+        choices=IMAGE_PROCESSING_MODES,
+        help="crop: shortest edge to image_size, then a centre crop (the default, the OneVision-Encoder recipe); "
+        "squash: resize to image_size x image_size without a crop. Default: keep what OUT holds, else crop",
+    )
     parser.add_argument("--image-size", type=int, metavar="N", help="override the config's image_size")
     parser.add_argument("--repo-id", metavar="ORG/NAME", help="Hub repo the folder is meant for")
     parser.add_argument(

@@ -69,17 +69,31 @@ CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 BICUBIC = 3  # PIL.Image.Resampling.BICUBIC, the resampling CLIP was trained with
 
 
-def preprocessor_config(image_size: int) -> dict:
-    """CLIP-style processing whose output is exactly image_size x image_size whatever the input's aspect ratio:
-    a plain resize to (S, S) and no crop (the seed resized the short side and cropped a 448 model to 224)."""
+# How an image becomes image_size x image_size. "crop" is the OneVision-Encoder family's published recipe and the
+# default for new repos: the shortest edge to image_size (aspect ratio kept), then a centre crop. "squash" resizes
+# to (S, S) without a crop (llava-vit repos made before crop became the default hold it; it sees the whole image,
+# distorted).
+IMAGE_PROCESSING_MODES = ("crop", "squash")
+DEFAULT_IMAGE_PROCESSING = "crop"
+IMAGE_PROCESSING_NAMES = {
+    "crop": "shortest edge resized to image_size, then a centre crop to image_size x image_size",
+    "squash": "resized to image_size x image_size without a crop (the aspect ratio is not kept)",
+}
+
+
+def preprocessor_config(image_size: int, mode: str = DEFAULT_IMAGE_PROCESSING) -> dict:
+    """CLIP-style processing whose output is exactly image_size x image_size whatever the input's aspect ratio,
+    in one of IMAGE_PROCESSING_MODES (`crop`: shortest edge then centre crop; `squash`: resize to (S, S))."""
+    if mode not in IMAGE_PROCESSING_MODES:
+        raise ValueError(f"unknown image processing {mode!r}; choose one of {', '.join(IMAGE_PROCESSING_MODES)}")
     square = {"height": image_size, "width": image_size}
     return {
         "image_processor_type": "CLIPImageProcessor",
         "do_convert_rgb": True,
         "do_resize": True,
-        "size": square,
+        "size": {"shortest_edge": image_size} if mode == "crop" else square,
         "resample": BICUBIC,
-        "do_center_crop": False,
+        "do_center_crop": mode == "crop",
         "crop_size": square,
         "do_rescale": True,
         "rescale_factor": 1 / 255,
@@ -87,6 +101,45 @@ def preprocessor_config(image_size: int) -> dict:
         "image_mean": CLIP_MEAN,
         "image_std": CLIP_STD,
     }
+
+
+def image_processing_mode(processor: dict) -> str | None:
+    """Which of IMAGE_PROCESSING_MODES a preprocessor config follows ("crop": resize then centre crop, "squash":
+    resize to a square without a crop), or None when it is neither."""
+    if processor.get("do_center_crop"):
+        return "crop"
+    size = processor.get("size")
+    if processor.get("do_resize", True) and isinstance(size, dict) and {"height", "width"} <= set(size):
+        return "squash"
+    return None
+
+
+def processor_problems_of(processor: object, image_size: int | None) -> list[str]:
+    """Why a preprocessor config is not one a llava-vit repo may hold (an empty list when it is): any CLIP image
+    processor whose output is exactly image_size x image_size, normalised with CLIP mean/std, in either mode."""
+    if not isinstance(processor, dict):
+        return ["must hold a JSON object"]
+    problems = []
+    kind = processor.get("image_processor_type", "CLIPImageProcessor")
+    if not isinstance(kind, str) or not kind.startswith("CLIPImageProcessor"):
+        problems.append(f"image_processor_type is {kind!r}, expected CLIPImageProcessor")
+    size = processor_output_size(processor)
+    if image_size is not None and size != (image_size, image_size):
+        problems.append(
+            f"outputs {size or 'a variable size'}, the model expects {image_size}x{image_size} (image_size)"
+        )
+    if processor.get("do_normalize", True) is not True:
+        problems.append("do_normalize must be true (the model expects CLIP-normalised pixels)")
+    for key, expected in (("image_mean", CLIP_MEAN), ("image_std", CLIP_STD)):
+        value = processor.get(key)
+        if (
+            not isinstance(value, list)
+            or len(value) != 3
+            or not all(isinstance(a, int | float) and not isinstance(a, bool) for a in value)
+            or any(abs(a - b) > 1e-6 for a, b in zip(value, expected, strict=True))
+        ):
+            problems.append(f"{key} must be the CLIP values {expected}")
+    return problems
 
 
 # Video: the resolution and sampling LlavaViT video was trained with (upstream: 16 frames of 224x224 placed on

@@ -139,7 +139,9 @@ def test_export_folder_files(arch: str, exported: dict) -> None:
     assert all(torch.equal(written[key], expected[key]) for key in expected)
     processor = json.loads((folder / "preprocessor_config.json").read_text())
     size = config["image_size"]
-    assert processor["size"] == {"height": size, "width": size} and processor["do_center_crop"] is False
+    # The default processing: the shortest edge to image_size, then a centre crop of image_size x image_size.
+    assert processor["size"] == {"shortest_edge": size} and processor["do_center_crop"] is True
+    assert processor["crop_size"] == {"height": size, "width": size}
 
 
 def test_sharded_export_layout(exported: dict) -> None:
@@ -187,7 +189,7 @@ def test_preset_random_weights_warn_and_image_size(tmp_path: Path, capsys: pytes
     config = json.loads((tmp_path / "small" / "config.json").read_text())
     assert (config["image_size"], config["hidden_size"], config["num_hidden_layers"]) == (224, 384, 6)
     processor = json.loads((tmp_path / "small" / "preprocessor_config.json").read_text())
-    assert processor["size"] == {"height": 224, "width": 224}
+    assert processor["size"] == {"shortest_edge": 224} and processor["crop_size"] == {"height": 224, "width": 224}
     with safe_open(str(tmp_path / "small" / "model.safetensors"), framework="pt") as handle:
         norm = handle.get_tensor("layernorm_pre.weight")
         linear = handle.get_tensor("encoder.layers.0.mlp.fc1.weight")

@@ -181,15 +181,15 @@ def test_check_names_each_inconsistency(repo: Path, env: dict[str, str], monkeyp
     config = json.loads((repo / "config.json").read_text())
     (repo / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 3, "dtype": "bfloat16"}))
     processor = json.loads((repo / "preprocessor_config.json").read_text())
-    processor["size"] = {"height": 64, "width": 64}
+    processor["size"] = processor["crop_size"] = {"height": 64, "width": 64}  # 64x64, whichever the mode
     (repo / "preprocessor_config.json").write_text(json.dumps(processor))
     card = (repo / "README.md").read_text()
     (repo / "README.md").write_text(card.replace("pipeline_tag: image-feature-extraction", "pipeline_tag: x"))
     problems = fast_problems(repo)
-    expected = [
+    expected = [  # in the order of the table of repo files (image processor before weights)
+        "preprocessor_config.json: outputs (64, 64), the model expects 32x32",
         "weights: missing tensors encoder.layers.2.",
         "weights: stored as float32 but config.json declares dtype bfloat16",
-        "preprocessor_config.json: outputs (64, 64), the model expects 32x32",
         "README.md: metadata pipeline_tag must be 'image-feature-extraction'",
     ]
     for start, problem in zip(expected, problems, strict=True):

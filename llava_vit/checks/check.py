@@ -33,8 +33,6 @@ from ..repo_contract import (
     CANONICAL_DIR,
     CARD_FILE,
     CARD_METADATA,
-    CLIP_MEAN,
-    CLIP_STD,
     CODE_FILES,
     CONFIG_FILE,
     MAX_JSON_BYTES,
@@ -53,7 +51,7 @@ from ..repo_contract import (
     json_depth_ok,
     parse_index,
     parse_json_bytes,
-    processor_output_size,
+    processor_problems_of,
     safe_yaml,
 )
 from ..repo_files import write_atomic
@@ -311,25 +309,8 @@ def processor_problems(repo: Path, image_size: int | None) -> list[str]:
         processor = _read_json(path)
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         return [f"preprocessor_config.json: not valid JSON ({error}); {fix}"]
-    if not isinstance(processor, dict):
-        return [f"preprocessor_config.json: must hold a JSON object; {fix}"]
-    problems = []
-    size = processor_output_size(processor)
-    if image_size is not None and size != (image_size, image_size):
-        problems.append(
-            f"preprocessor_config.json: outputs {size or 'a variable size'}, the model expects "
-            f"{image_size}x{image_size} (image_size); {fix}"
-        )
-    for key, expected in (("image_mean", CLIP_MEAN), ("image_std", CLIP_STD)):
-        value = processor.get(key)
-        if (
-            not isinstance(value, list)
-            or len(value) != 3
-            or not all(isinstance(a, int | float) for a in value)
-            or any(abs(a - b) > 1e-6 for a, b in zip(value, expected, strict=True))
-        ):
-            problems.append(f"preprocessor_config.json: {key} must be the CLIP values {expected}; {fix}")
-    return problems
+    # Either mode (shortest edge + centre crop, or squash) passes: what matters is image_size x image_size, CLIP.
+    return [f"preprocessor_config.json: {problem}; {fix}" for problem in processor_problems_of(processor, image_size)]
 
 
 def processor_config_problems(repo: Path, patch_size: int | None) -> list[str]:

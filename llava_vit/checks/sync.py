@@ -85,6 +85,11 @@ def sync_repo(repo: Path) -> list[str]:
     What a killed sync left (a temporary file beside each file it writes) is removed once the repo is known to be
     one, also beside files that need no rewrite."""
     config = load_config_json(repo)
+    if config.get("model_type") == "onevision_encoder":  # upstream's repo: converting it is adopt's job, whole
+        raise LlavaViTError(
+            f"{repo} is a OneVision-Encoder repo (model_type onevision_encoder); sync changed nothing: convert it "
+            f"with `llava-vit adopt {repo} NEW_FOLDER`"
+        )
     remove_leftovers(repo, (CONFIG_FILE, *generated_files()))
     changed = write_code_files(repo)
     if sync_auto_map(repo):

@@ -37,6 +37,11 @@ _WRITE = re.compile(
     r"^/api/models/(?P<org>[^/]+)/(?P<name>[^/]+)/(?P<action>preupload|commit|branch)/(?P<revision>.+)$"
 )
 _DISCUSSION = re.compile(r"^/api/models/(?P<org>[^/]+)/(?P<name>[^/]+)/discussions(?:/(?P<num>\d+))?$")
+# A pull request's revision, `refs/pr/N` (decoded from refs%2Fpr%2FN), where the Hub API takes a revision.
+_PR_REVISION = re.compile(
+    r"^(?P<prefix>/api/models/(?P<org>[^/]+)/(?P<name>[^/]+)/(?:revision|tree)/"
+    r"|/(?:models/)?(?P<org2>[^/]+)/(?P<name2>[^/]+)/resolve/)refs/pr/(?P<num>[0-9]+)(?P<rest>/.*)?$"
+)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _COMMITTER = {"GIT_AUTHOR_NAME": "local hub", "GIT_AUTHOR_EMAIL": "local-hub@llava-vit.invalid"}
 _COMMITTER |= {"GIT_COMMITTER_NAME": "local hub", "GIT_COMMITTER_EMAIL": "local-hub@llava-vit.invalid"}
@@ -200,6 +205,12 @@ def main() -> None:
         written = await _write_api(request, mirrors)
         if written is not None:
             return written
+        pull = _PR_REVISION.match(request.url.path)
+        repo = _mirror_repo(mirrors, pull["org"] or pull["org2"], pull["name"] or pull["name2"]) if pull else None
+        commit = _git(repo, "rev-parse", "--verify", "-q", f"refs/pr/{pull['num']}^{{commit}}") if repo else None
+        if commit is not None:  # olah knows branches and commits: answer for the commit the pull request is at
+            request.scope["path"] = f"{pull['prefix']}{commit}{pull['rest'] or ''}"
+            request.scope["raw_path"] = request.scope["path"].encode()
         info = _REPO_INFO.match(request.url.path)
         repo = _mirror_repo(mirrors, info["org"], info["name"]) if info else None
         if repo is not None:
@@ -207,7 +218,8 @@ def main() -> None:
             request.scope["path"] = f"{request.url.path.rstrip('/')}/revision/{branch}"
             request.scope["raw_path"] = request.scope["path"].encode()
         response = await call_next(request)
-        resolve = _RESOLVE.match(request.url.path) or _TREE.match(request.url.path)
+        path = request.scope["path"]  # as answered (a pull request's revision is its commit by now)
+        resolve = _RESOLVE.match(path) or _TREE.match(path)
         if response.status_code != 401 or resolve is None:
             return response
         repo = _mirror_repo(mirrors, resolve["org"], resolve["name"])

@@ -66,8 +66,12 @@ def upload_folder(
     commit_message: str | None = None,
     private: bool = False,
     token: str | None = None,
+    commit_description: str | None = None,
+    delete_patterns: list[str] | None = None,
 ) -> str:
-    """Check `folder`, then create the Hub repo if needed and upload it; return the commit (the PR's with create_pr)."""
+    """Check `folder`, then create the Hub repo if needed and upload it; return the commit (the PR's with create_pr).
+    `delete_patterns`: files of the Hub repo to delete in the same commit unless the folder has them (e.g. `*.py`,
+    an upstream repo's old code files)."""
     from huggingface_hub import HfApi
 
     token = token or require_token()
@@ -88,6 +92,8 @@ def upload_folder(
             revision=revision,
             create_pr=create_pr,
             allow_patterns=[_pattern(name) for name in names],
+            commit_description=commit_description,
+            delete_patterns=delete_patterns,
         )
     where = f"{endpoint()}/{repo_id}" + (f" ({revision})" if revision else "")
     if create_pr:
@@ -114,6 +120,8 @@ def upload(args: argparse.Namespace) -> str:
     if args.folder is not None and not args.folder.is_dir():
         raise UsageError(f"{args.folder} is not a folder; pass an export or model repo folder")
     options = {"revision": args.revision, "create_pr": args.create_pr, "commit_message": args.commit_message}
+    if args.delete_old_code:  # an upstream repo's code files (any *.py the folder does not hold): audit fails them
+        options["delete_patterns"] = ["*.py"]
     if args.folder is not None:
         return upload_folder(args.folder.resolve(), repo_id, private=args.private, **options)
     try:
@@ -149,6 +157,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
     parser.add_argument("--commit-message", metavar="TEXT", help="summary of the Hub commit")
     parser.add_argument("--private", action="store_true", help="create the Hub repo as private (when it is new)")
+    parser.add_argument(
+        "--delete-old-code",
+        action="store_true",
+        help="in the same commit, delete the Hub repo's Python files that FOLDER does not hold (e.g. a "
+        "OneVision-Encoder repo's configuration/modeling_onevision_encoder.py), so that audit can pass it",
+    )
     parser.add_argument("--preset", metavar="NAME", help="render this preset instead of uploading FOLDER")
     parser.add_argument("--weights", type=Path, metavar="PATH", help="with --preset: checkpoint to import")
     parser.set_defaults(handler=_run)

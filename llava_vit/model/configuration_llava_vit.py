@@ -31,23 +31,40 @@ MAX_LABEL_CHARS = 1024  # one label's name
 
 
 def image_processor_fields(image_size: int) -> dict[str, Any]:
-    """CLIP-style processing whose output is exactly image_size x image_size whatever the input's aspect ratio:
-    a plain resize to (S, S), no crop, CLIP mean/std. (llava-vit's repo contract holds the same dict; its tests
-    keep the two equal, since this file cannot import the package.)"""
-    square = {"height": image_size, "width": image_size}
+    """CLIP-style processing whose output is exactly image_size x image_size whatever the input's aspect ratio: the
+    shortest edge resized to image_size, then a centre crop (the OneVision-Encoder family's recipe), CLIP mean/std.
+    (llava-vit's repo contract holds the same dict as its default; its tests keep the two equal, since this file
+    cannot import the package.)"""
     return {
         "do_convert_rgb": True,
         "do_resize": True,
-        "size": square,
+        "size": {"shortest_edge": image_size},
         "resample": 3,  # PIL.Image.Resampling.BICUBIC, the resampling CLIP was trained with
-        "do_center_crop": False,
-        "crop_size": square,
+        "do_center_crop": True,
+        "crop_size": {"height": image_size, "width": image_size},
         "do_rescale": True,
         "rescale_factor": 1 / 255,
         "do_normalize": True,
         "image_mean": [0.48145466, 0.4578275, 0.40821073],
         "image_std": [0.26862954, 0.26130258, 0.27577711],
     }
+
+
+def _keeps_image_size(path: str, image_size: int) -> bool:
+    """Does the image processor config at `path` make image_size x image_size images (crop, or a square resize)?"""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    square = {"height": image_size, "width": image_size}
+    if data.get("do_center_crop"):
+        return data.get("crop_size") in (square, image_size)
+    return bool(data.get("do_resize", True)) and data.get("size") in (square, image_size)
 
 
 class LlavaViTConfig(PretrainedConfig):
@@ -117,14 +134,19 @@ class LlavaViTConfig(PretrainedConfig):
         if writer is not None:
             writer(str(save_directory))
         self._copy_processor_files(str(save_directory))
+        # The image processing the repo already holds (a folder saved again, or the repo this config came from) is
+        # kept whenever it makes image_size x image_size images; only a missing or unfitting one is written anew.
+        if _keeps_image_size(f"{save_directory}/preprocessor_config.json", self.image_size):
+            return
         try:  # transformers 5: the PIL backend (the default one needs torchvision); it writes the same file
             from transformers import CLIPImageProcessorPil as ImageProcessor
         except ImportError:  # transformers 4.5x
             from transformers import CLIPImageProcessor as ImageProcessor
         ImageProcessor(**image_processor_fields(self.image_size)).save_pretrained(save_directory)
 
-    # The video processor's code and settings; transformers copies only the config's and the model's code.
-    _processor_files = ("processing_llava_vit.py", "processor_config.json")
+    # The processors' code and settings (the image processor's included); transformers copies only the config's
+    # and the model's code.
+    _processor_files = ("processing_llava_vit.py", "processor_config.json", "preprocessor_config.json")
 
     def _copy_processor_files(self, save_directory: str) -> None:
         """Bring the processor's files from the repo this config came from (a model loaded with trust_remote_code),

@@ -23,9 +23,38 @@ PRESETS: dict[str, dict[str, int]] = {
     "giant": dict(
         patch_size=14, hidden_size=1536, num_attention_heads=16, num_hidden_layers=40, intermediate_size=6144
     ),
+    # The OneVision-Encoder family, as upstream's training registers it (`ov_encoder_*`); large is 448 on the Hub.
+    "ov-encoder-base": dict(
+        patch_size=14,
+        hidden_size=768,
+        num_attention_heads=12,
+        num_hidden_layers=12,
+        intermediate_size=3072,
+        image_size=224,
+    ),
+    "ov-encoder-large": dict(
+        patch_size=14,
+        hidden_size=1024,
+        num_attention_heads=16,
+        num_hidden_layers=24,
+        intermediate_size=4096,
+        image_size=448,
+    ),
+    "ov-encoder-huge": dict(
+        patch_size=14,
+        hidden_size=1280,
+        num_attention_heads=20,
+        num_hidden_layers=32,
+        intermediate_size=5120,
+        image_size=224,
+    ),
 }
-# The seed tool's model-registry names.
-PRESET_ALIASES: dict[str, str] = {f"hf_llava_vit_{name}_ln": name for name in PRESETS}
+SEED_PRESETS = ("small", "base", "large", "huge", "giant")
+# The seed tool's model-registry names, and upstream OneVision-Encoder's training names.
+PRESET_ALIASES: dict[str, str] = {
+    **{f"hf_llava_vit_{name}_ln": name for name in SEED_PRESETS},
+    **{name.replace("-", "_"): name for name in PRESETS if name.startswith("ov-encoder-")},
+}
 
 
 def resolve_preset(name: str) -> str:
@@ -39,7 +68,8 @@ def resolve_preset(name: str) -> str:
 
 
 def preset_config(name: str, **overrides: Any) -> LlavaViTConfig:
-    """The config of a named preset (small/base/large/huge/giant or a seed alias), with `overrides`."""
+    """The config of a named preset (small/base/large/huge/giant, ov-encoder-base/large/huge, or an alias), with
+    `overrides`."""
     from .configuration_llava_vit import LlavaViTConfig
 
     return LlavaViTConfig(**{**PRESETS[resolve_preset(name)], **overrides})
@@ -58,14 +88,16 @@ def parameter_count(config: LlavaViTConfig) -> int:
 
 def preset_table() -> str:
     header = (
-        f"{'preset':<8} {'seed alias':<24} {'patch':>5} {'hidden':>6} {'heads':>5} {'layers':>6} {'mlp':>5} "
-        f"{'params':>9}"
+        f"{'preset':<16} {'alias':<24} {'patch':>5} {'image':>5} {'hidden':>6} {'heads':>5} {'layers':>6} "
+        f"{'mlp':>5} {'params':>9}"
     )
     rows = [header, "-" * len(header)]
+    aliases = {name: alias for alias, name in PRESET_ALIASES.items()}
     for name, dims in PRESETS.items():
-        params = parameter_count(preset_config(name))
+        config = preset_config(name)
+        params = parameter_count(config)
         rows.append(
-            f"{name:<8} {'hf_llava_vit_' + name + '_ln':<24} {dims['patch_size']:>5} {dims['hidden_size']:>6} "
+            f"{name:<16} {aliases[name]:<24} {dims['patch_size']:>5} {config.image_size:>5} {dims['hidden_size']:>6} "
             f"{dims['num_attention_heads']:>5} {dims['num_hidden_layers']:>6} {dims['intermediate_size']:>5} "
             f"{params / 1e6:>8.1f}M"
         )

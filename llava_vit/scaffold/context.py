@@ -18,14 +18,21 @@ from jinja2.ext import Extension
 from .. import __version__
 from ..model.presets import PRESETS, parameter_count, preset_config
 from ..repo_contract import (
+    DEFAULT_IMAGE_PROCESSING,
+    IMAGE_PROCESSING_NAMES,
+    MAX_JSON_BYTES,
     MODEL_TYPE,
+    PROCESSOR_FILE,
     REPO_ID_RULE,
     VIDEO_NUM_FRAMES,
     VIDEO_SIZE,
     VIDEO_TARGET_FRAMES,
+    image_processing_mode,
     is_license_id,
     is_repo_id,
+    parse_json_bytes,
 )
+from ..trust.opener import read_regular
 
 if TYPE_CHECKING:
     from ..model.configuration_llava_vit import LlavaViTConfig
@@ -42,13 +49,14 @@ CUSTOM_FIELDS = (
 )
 
 
-def build_config(preset: str, image_size: int = 448, **custom: Any) -> LlavaViTConfig:
+def build_config(preset: str, image_size: int | None = None, **custom: Any) -> LlavaViTConfig:
     """The config the answers describe: a preset at `image_size`, or the custom dimensions."""
     from ..model.configuration_llava_vit import LlavaViTConfig
 
     if preset == CUSTOM:
-        return LlavaViTConfig(image_size=image_size, **{k: v for k, v in custom.items() if k in CUSTOM_FIELDS})
-    return preset_config(preset, image_size=image_size)
+        fields = {k: v for k, v in custom.items() if k in CUSTOM_FIELDS}
+        return LlavaViTConfig(image_size=448 if image_size is None else image_size, **fields)
+    return preset_config(preset) if image_size is None else preset_config(preset, image_size=image_size)
 
 
 def config_error(preset: str = "large", **fields: Any) -> str:
@@ -92,6 +100,16 @@ def architecture(preset: str, **fields: Any) -> dict[str, Any]:
     }
 
 
+def image_processing_of(destination: object) -> str:
+    """The image-processing question's default: the mode the destination's preprocessor_config.json follows (a
+    `copier update` keeps what the repo holds, squash in repos made before the question), else the default, crop."""
+    try:
+        processor = parse_json_bytes(read_regular(Path(str(destination)) / PROCESSOR_FILE, MAX_JSON_BYTES))
+    except (OSError, ValueError):
+        return DEFAULT_IMAGE_PROCESSING
+    return (image_processing_mode(processor) if isinstance(processor, dict) else None) or DEFAULT_IMAGE_PROCESSING
+
+
 def repo_id_error(repo_id: str) -> str:
     return "" if is_repo_id(repo_id) else f"{repo_id!r} is not a Hub repo id: use {REPO_ID_RULE}"
 
@@ -125,6 +143,8 @@ class LlavaViTTemplateExtension(Extension):
         environment.globals.update(
             llava_vit_version=__version__,
             llava_vit_presets=PRESETS,
+            llava_vit_image_processing_names=IMAGE_PROCESSING_NAMES,
+            llava_vit_image_processing_of=image_processing_of,
             llava_vit_config_error=config_error,
             llava_vit_custom_config_json=custom_config_json,
             llava_vit_architecture=architecture,

@@ -49,23 +49,26 @@ def export_into(folder: Path, args: argparse.Namespace) -> None:
     weights = Path(args.weights).expanduser().resolve() if args.weights else None
     staging = Path(tempfile.mkdtemp(prefix=".llava-vit-export-", dir=folder))
     try:
-        out = export_model(staging / "out", config, weights, args.dtype, args.repo_id)
+        out = export_model(
+            staging / "out", config, weights, args.dtype, args.repo_id, image_processing=args.image_processing
+        )
         for path in sorted(out.iterdir()):
             os.replace(path, folder / path.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def init_git(folder: Path, repo_id: str, hub_endpoint: str) -> None:
-    """git init on main, the Hub remote, git-lfs (first: pre-commit then chains to its pre-push hook), the
-    hooks, and the first commit, which the hooks check."""
+def init_git(folder: Path, repo_id: str | None, hub_endpoint: str, message: str | None = None) -> None:
+    """git init on main, the Hub remote (none without a repo id), git-lfs (first: pre-commit then chains to its
+    pre-push hook), the hooks, and the first commit, which the hooks check."""
     if shutil.which("git-lfs") is None:
         raise LlavaViTError("git-lfs is required: install it from https://git-lfs.com (apt-get install git-lfs)")
     _run(folder, "git", "init", "-q", "-b", "main")
     # The hooks run llava-vit with this interpreter first: it works from any venv, even an inactive one or the
     # venv of the `hf llava-vit` extension, where no `llava-vit` is on PATH (hooks/render.py's launcher).
     _run(folder, "git", "config", "llava-vit.python", sys.executable)
-    _run(folder, "git", "remote", "add", "origin", f"{hub_endpoint.rstrip('/')}/{repo_id}")
+    if repo_id is not None:
+        _run(folder, "git", "remote", "add", "origin", f"{hub_endpoint.rstrip('/')}/{repo_id}")
     # git-lfs before pre-commit: pre-commit keeps git-lfs's pre-push hook as pre-push.legacy and chains to it.
     # The other order (or `pre-commit install -f`) silently pushes LFS pointers without their objects.
     _run(folder, "git", "lfs", "install", "--local")
@@ -73,7 +76,7 @@ def init_git(folder: Path, repo_id: str, hub_endpoint: str) -> None:
     _run(folder, "git", "add", "-A")
     # The hooks run `llava-vit`: make the one beside this interpreter findable even if its venv is not active.
     env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-    message = f"Model repo for {repo_id} from the llava-vit template (llava-vit {__version__})"
+    message = message or f"Model repo for {repo_id} from the llava-vit template (llava-vit {__version__})"
     _run(folder, "git", "commit", "-q", "-m", message, env=env)
 
 
@@ -98,6 +101,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--config-json", metavar="JSON", help="config fields of a custom architecture")
     parser.add_argument("--image-size", type=int, required=True, metavar="N")
     parser.add_argument("--dtype", default="float32")
+    # Repos rendered by templates from before the question keep export's default (crop).
+    parser.add_argument("--image-processing", choices=("crop", "squash"), default=None)
     parser.add_argument("--weights", default="", metavar="PATH")
     parser.add_argument("--hub-endpoint", default="https://huggingface.co", metavar="URL")
     parser.add_argument(

@@ -80,7 +80,7 @@ def _answer(text: str) -> tuple[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     answers: dict[str, Any] = {"repo_id": args.repo_id, "preset": args.preset}
-    for key in ("image_size", "dtype", "license", "description", "hub_endpoint"):
+    for key in ("image_size", "image_processing", "dtype", "license", "description", "hub_endpoint"):
         if getattr(args, key) is not None:
             answers[key] = getattr(args, key)
     if args.weights is not None:
@@ -100,7 +100,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("dest", type=Path, help="new folder to create")
     parser.add_argument("--repo-id", required=True, help="Hub repo id, ORG/NAME")
     parser.add_argument("--preset", default="large", choices=[*PRESETS, "custom"], help="architecture")
-    parser.add_argument("--image-size", type=int, help="input resolution (default 448)")
+    parser.add_argument("--image-size", type=int, help="input resolution (default: the preset's, else 448)")
+    parser.add_argument(
+        "--image-processing",
+        choices=("crop", "squash"),
+        help="crop: shortest edge to image_size, then a centre crop (default, the OneVision-Encoder recipe); "
+        "squash: resize to image_size x image_size without a crop",
+    )
     parser.add_argument("--weights", type=Path, help="checkpoint to import (default: random weights)")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="weights dtype (default float32)")
     parser.add_argument("--license", help="Hub license id (default apache-2.0)")

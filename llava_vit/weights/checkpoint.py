@@ -32,6 +32,9 @@ from .sizes import available_memory
 TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 WRAPPER_KEYS = ("model", "state_dict")
 PREFIX = "module."
+# Wrapper prefixes dropped from every key, in any order and repeated: DistributedDataParallel / DataParallel's
+# `module.` and torch.compile's `_orig_mod.` (upstream OneVision-Encoder's trainer saves compiled models).
+PREFIXES = (PREFIX, "_orig_mod.")
 LISTED = 20
 PICKLE_PROTO = b"\x80"
 _TORCH_BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation")
@@ -71,9 +74,10 @@ def expected_shapes(config: LlavaViTConfig) -> dict[str, tuple[int, ...]]:
 
 
 def strip_prefix(name: str) -> str:
-    """Drop the `module.` prefixes that DistributedDataParallel / DataParallel put on every key."""
-    while name.startswith(PREFIX):
-        name = name[len(PREFIX) :]
+    """Drop the `module.` prefixes that DistributedDataParallel / DataParallel put on every key, and torch.compile's
+    `_orig_mod.`, wherever they nest (`module._orig_mod.`, `_orig_mod.module.`)."""
+    while prefix := next((prefix for prefix in PREFIXES if name.startswith(prefix)), None):
+        name = name[len(prefix) :]
     return name
 
 
@@ -129,12 +133,12 @@ class PickleCheckpoint(Checkpoint):
 
 
 def _add(originals: dict[str, str], key: str, path: Path) -> str:
-    """`key` without `module.` prefixes, remembered in `originals`; two keys that collide are an error."""
+    """`key` without wrapper prefixes, remembered in `originals`; two keys that collide are an error."""
     name = strip_prefix(key)
     if name in originals:
         raise LlavaViTError(
             f"{path}: keys {originals[name]!r} and {key!r} both become {name!r} once the "
-            f"{PREFIX!r} prefix is removed; keep only one of them in the checkpoint"
+            f"{' / '.join(map(repr, PREFIXES))} prefixes are removed; keep only one of them in the checkpoint"
         )
     originals[name] = key
     return name
