@@ -186,10 +186,10 @@ def test_check_names_each_inconsistency(repo: Path, env: dict[str, str], monkeyp
     card = (repo / "README.md").read_text()
     (repo / "README.md").write_text(card.replace("pipeline_tag: image-feature-extraction", "pipeline_tag: x"))
     problems = fast_problems(repo)
-    expected = [  # in the order of the table of repo files (image processor before weights)
-        "preprocessor_config.json: outputs (64, 64), the model expects 32x32",
+    expected = [  # in the order of the table of repo files
         "weights: missing tensors encoder.layers.2.",
         "weights: stored as float32 but config.json declares dtype bfloat16",
+        "preprocessor_config.json: outputs (64, 64), the model expects 32x32",
         "README.md: metadata pipeline_tag must be 'image-feature-extraction'",
     ]
     for start, problem in zip(expected, problems, strict=True):
