@@ -420,8 +420,11 @@ class HubSource(Source):
         return CappedReader(io.BytesIO(data), entry.path, cap)  # type: ignore[return-value]
 
     def sniff(self, entry: Entry, tokens: bool = False) -> Sniffed | None:
-        if not entry.lfs and entry.size <= MAX_PLAIN_BYTES:
-            return super().sniff(entry, tokens)
+        if not entry.lfs and entry.size <= MAX_PLAIN_BYTES and not entry.path.endswith(".safetensors"):
+            try:
+                return super().sniff(entry, tokens)
+            except UnsafeFile:
+                pass  # larger than its listing said (or than any plain file): judged from its two ends
         head = self._get(entry, f"bytes=0-{SNIFF_BYTES - 1}", SNIFF_BYTES)
         if head is None:
             return None
