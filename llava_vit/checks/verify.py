@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -155,6 +156,8 @@ def verify(
         "processor_config_file": PROCESSOR_CONFIG_FILE,
         "processor_auto_map": PROCESSOR_AUTO_MAP,
     }
+    if shutil.which(interpreter) is None:
+        raise UsageError(f"cannot run {interpreter}: no such executable; pass --python the path of a Python")
     report = Report(target=target, revision=revision, python=interpreter)
     judged, commit = judge_before_loading(target, local, revision)
     report.checks.append(judged)

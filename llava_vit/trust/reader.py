@@ -383,7 +383,9 @@ class HubSource(Source):
                 f"{where} not found ({first_line(error)}): check ORG/NAME and --revision; for a private repo set "
                 "HF_TOKEN or run `hf auth login`"
             ) from None
-        except (HfHubHTTPError, OSError) as error:
+        except Exception as error:  # the transport's own errors (requests, httpx) are not OSErrors
+            if not isinstance(error, HfHubHTTPError | OSError) and not _transport_error(error):
+                raise
             raise LlavaViTError(
                 f"could not reach {where} ({first_line(error)}): check the network or HF_ENDPOINT"
             ) from None
@@ -452,9 +454,15 @@ class HubSource(Source):
         except OSError:
             return None
         except Exception as error:  # the transport's own errors (requests or httpx): content unavailable
-            if type(error).__module__.split(".")[0] in ("requests", "httpx", "httpx2", "urllib3", "huggingface_hub"):
+            if _transport_error(error):
                 return None
             raise
+
+
+def _transport_error(error: BaseException) -> bool:
+    """An error of the HTTP stack under huggingface_hub (requests, httpx and their vendored copies)."""
+    top = type(error).__module__.split(".")[0]
+    return top.rstrip("0123456789") in ("requests", "httpx", "httpcore", "urllib3", "huggingface_hub")
 
 
 def _capped(status: int, chunks: Iterator[bytes], byte_range: str | None, cap: int) -> bytes | None:
