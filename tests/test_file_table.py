@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from template_repos import copy_repo
 
-from llava_vit.checks.audit import file_role
 from llava_vit.checks.check import ROLE_CHECKS
 from llava_vit.checks.verify import judge_before_loading
 from llava_vit.cli import main
@@ -44,9 +43,9 @@ def judges(repo: Path, capsys, monkeypatch) -> dict[str, str]:
     return said
 
 
-def test_every_role_has_a_check_and_a_description() -> None:
+def test_every_role_has_a_check() -> None:
+    """A new row's role fails here until check has a check for it (and a stale role once no row has it)."""
     assert set(ROLE_CHECKS) == {row.role for row in REPO_FILES}
-    assert all(file_role(row.name) == row.describe for row in REPO_FILES)
     assert len({row.name for row in REPO_FILES}) == len(REPO_FILES)
 
 

@@ -23,7 +23,6 @@ import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 from ..cli import program_name
@@ -33,7 +32,6 @@ from ..repo_contract import (
     CANONICAL_DIR,
     CARD_FILE,
     CARD_METADATA,
-    CODE_FILES,
     CONFIG_FILE,
     MAX_JSON_BYTES,
     MAX_PLAIN_BYTES,
@@ -46,7 +44,6 @@ from ..repo_contract import (
     VIDEO_BUDGETS,
     WEIGHTS_FILE,
     WEIGHTS_INDEX,
-    canonical_source,
     is_license_id,
     json_depth_ok,
     parse_index,
@@ -61,7 +58,7 @@ from ..trust.reader import FolderSource, repo_names
 from ..trust.runnable import judge
 from ..weights.safetensors_header import TORCH_DTYPE_NAMES, HeaderError, read_header
 from .answers import template_source_problems
-from .proof import Checks, cache_dir, prove_commit, pushed_tip
+from .proof import Checks, cache_dir, environment_key, prove_commit, pushed_tip
 from .sync import load_config_json
 
 _MAX_LISTED = 5
@@ -126,19 +123,9 @@ def _cache_dir(repo: Path) -> Path:
 
 
 def _probe_key(repo: Path) -> str:
-    """The model code's and config.json's bytes, and the versions that run them (the same for python and
-    python3)."""
-    digest = hashlib.sha256(_PROBE_VERSION.encode())
-    for name in CODE_FILES:
-        digest.update(name.encode() + b"\0" + canonical_source(name).encode() + b"\0")
-    digest.update((repo / CONFIG_FILE).read_bytes())
-    for package in ("torch", "transformers"):
-        try:
-            version = importlib_metadata.version(package)
-        except importlib_metadata.PackageNotFoundError:
-            version = "missing"
-        digest.update(f"{package}={version}\0".encode())
-    digest.update(f"{sys.version_info[0]}.{sys.version_info[1]}".encode())
+    """config.json's bytes (read as every judge reads a repo file) and the code and versions that read them."""
+    digest = hashlib.sha256(f"probe={_PROBE_VERSION}\0{environment_key()}\0".encode())
+    digest.update(read_regular(repo / CONFIG_FILE, MAX_JSON_BYTES))
     return digest.hexdigest()
 
 

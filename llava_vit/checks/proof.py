@@ -51,14 +51,12 @@ def cache_dir(git_common_dir: Path, name: str) -> Path:
     return path
 
 
-def _versions() -> str:
-    parts = [
-        f"proof={PROOF_VERSION}",
-        f"llava-vit={__version__}",
-        f"python={sys.version_info[0]}.{sys.version_info[1]}",
-    ]
-    for name in CODE_FILES:  # an editable install changes its code without a new version
-        parts.append(f"{name}={hashlib.sha256(canonical_source(name).encode()).hexdigest()}")
+def environment_key() -> str:
+    """What any cached verdict on a repo also depends on: the installed llava-vit's code files (an editable install
+    changes them without a new version) and the torch, transformers and Python versions that run them. The probe's
+    cache and the proofs' records both use it."""
+    parts = [f"llava-vit={__version__}", f"python={sys.version_info[0]}.{sys.version_info[1]}"]
+    parts += [f"{name}={hashlib.sha256(canonical_source(name).encode()).hexdigest()}" for name in CODE_FILES]
     for package in ("torch", "transformers"):
         try:
             parts.append(f"{package}={importlib_metadata.version(package)}")
@@ -69,7 +67,7 @@ def _versions() -> str:
 
 def proof_key(entries: list[Entry]) -> str:
     """What the proof of a tree depends on: every entry's path, kind and content id, the card excepted."""
-    digest = hashlib.sha256(_versions().encode())
+    digest = hashlib.sha256(f"proof={PROOF_VERSION}\0{environment_key()}".encode())
     for entry in sorted(entries, key=lambda item: item.path):
         if entry.path == CARD_FILE:
             continue
