@@ -1082,6 +1082,16 @@ CASES = [
         memory_mb=1200,
     ),
     Case(
+        "export-index-names-a-shard-outside",
+        ["export", "out", "--preset", "small", "--weights", "{repo}/ckpt"],
+        1,
+        r"not a readable safetensors index \(shard '\.\./\.\./outside/w\.safetensors' is not a \.safetensors file name",
+        repo(
+            put("ckpt/model.safetensors.index.json", json.dumps({"weight_map": {"w": "../../outside/w.safetensors"}})),
+            commit=False,
+        ),
+    ),
+    Case(
         "export-zip-million-members",
         ["export", "out", "--preset", "small", "--weights", "{repo}/many.pth"],
         1,

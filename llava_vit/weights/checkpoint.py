@@ -7,7 +7,6 @@ expected keys and shapes come from a model built on the meta device.
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import stat
@@ -23,8 +22,8 @@ from safetensors import SafetensorError, safe_open
 from ..errors import LlavaViTError, UsageError
 from ..model.configuration_llava_vit import LlavaViTConfig
 from ..model.modeling_llava_vit import LlavaViTModel
-from ..repo_contract import WEIGHTS_FILE, WEIGHTS_INDEX
-from ..trust.opener import open_regular
+from ..repo_contract import MAX_JSON_BYTES, WEIGHTS_FILE, WEIGHTS_INDEX, parse_index
+from ..trust.opener import open_regular, read_regular
 from ..trust.sniff import MAX_MEMBERS, ZIP_MAGIC, zip_member_count
 from .sizes import available_memory
 
@@ -158,8 +157,8 @@ def _safetensors_files(path: Path) -> list[Path]:
             )
     if path.name.endswith(".index.json"):
         try:
-            weight_map = json.loads(path.read_text(encoding="utf-8"))["weight_map"]
-        except (OSError, ValueError, KeyError, TypeError) as error:
+            weight_map = parse_index(read_regular(path, MAX_JSON_BYTES, follow=True).decode("utf-8"))
+        except (OSError, ValueError, RecursionError) as error:  # UnsafeFile and UnicodeDecodeError included
             raise LlavaViTError(
                 f"{path}: not a readable safetensors index ({error}); it needs a 'weight_map'"
             ) from None
